@@ -1,0 +1,306 @@
+// Package plan defines the recovery plan: the one small, versioned file that
+// says which cluster is being recovered, which member survived, which new
+// members must join, where the signer listens and where the backup lives.
+//
+// The same plan drives every role (restore, join, verify) on every machine,
+// whether it is read from disk on a live host or carried inside an Ignition
+// config to the rescue image.
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Version is the plan format this build reads and writes.
+const Version = 1
+
+// DefaultPath is where the rescue image and first-boot units find the plan.
+const DefaultPath = "/etc/etcd-rescue/plan.yaml"
+
+// Plan is the recovery plan, version 1.
+type Plan struct {
+	// Version must be 1.
+	Version int `json:"version"`
+	// Cluster names the cluster; Domain is used for etcd-N DNS names.
+	Cluster Cluster `json:"cluster"`
+	// Profile is the master layout: "openshift-4.3" or "kubeadm".
+	// Empty means detect it from the master's root.
+	Profile string `json:"profile,omitempty"`
+	// Survivor is the Name of the member that is restored from the backup.
+	Survivor string `json:"survivor"`
+	// Members is the full membership the recovery ends with, survivor included.
+	Members []Member `json:"members"`
+	// Signer is the temporary certificate signer run on the survivor.
+	Signer Signer `json:"signer,omitempty"`
+	// Backup says where the backup files are.
+	Backup Backup `json:"backup,omitempty"`
+	// EtcdVersion is the etcd version the masters run (for example "3.5.17").
+	// Empty means read it from the etcd manifest's image tag.
+	EtcdVersion string `json:"etcdVersion,omitempty"`
+}
+
+// Cluster names the cluster being recovered.
+type Cluster struct {
+	Name   string `json:"name"`
+	Domain string `json:"domain,omitempty"`
+	// Token is the initial-cluster-token given to the restored cluster.
+	// Default "etcd-cluster-1", as the OpenShift 4.3 restore script uses.
+	Token string `json:"token,omitempty"`
+}
+
+// Member is one etcd member of the recovered cluster.
+type Member struct {
+	// Name is the etcd member name (for example "etcd-member-master-0.example.com").
+	Name string `json:"name"`
+	// Host is the node name of the master that runs the member.
+	Host string `json:"host,omitempty"`
+	// IP is the master's address; it is a SAN of the member's certificates.
+	IP string `json:"ip,omitempty"`
+	// DNSName is the member's etcd-N name; it is a SAN of the member's certificates.
+	DNSName string `json:"dnsName,omitempty"`
+	// PeerURL is the member's peer URL (https://HOST:2380).
+	PeerURL string `json:"peerURL"`
+	// ClientURL is the member's client URL (https://HOST:2379).
+	ClientURL string `json:"clientURL,omitempty"`
+	// Disk identifies the master's root filesystem in the rescue image.
+	Disk Disk `json:"disk,omitempty"`
+}
+
+// Disk identifies a filesystem by label or UUID. Empty means search for it.
+type Disk struct {
+	Label string `json:"label,omitempty"`
+	UUID  string `json:"uuid,omitempty"`
+}
+
+// Signer is where the temporary signer listens and how long it lives.
+type Signer struct {
+	// Address is the signer's URL as new masters reach it (https://IP:9943).
+	Address string `json:"address,omitempty"`
+	// TTL is how long the signer runs at most. Default 2h.
+	TTL Duration `json:"ttl,omitempty"`
+}
+
+// Backup locates the backup files.
+type Backup struct {
+	// Dir is a directory holding the backup files (on a live host).
+	Dir string `json:"dir,omitempty"`
+	// Disk is the backup volume in the rescue image. Empty means any
+	// filesystem that holds snapshot_*.db.
+	Disk Disk `json:"disk,omitempty"`
+	// SkipHashCheck allows a snapshot without its sha256 trailer (a copy of a
+	// data dir's db file). Default false.
+	SkipHashCheck bool `json:"skipHashCheck,omitempty"`
+}
+
+// Duration is a time.Duration written as "2h" in YAML and JSON.
+type Duration struct{ time.Duration }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
+
+// UnmarshalJSON reads "90m" or "2h".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "" || s == "null" {
+		d.Duration = 0
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// Load reads and validates a plan file.
+func Load(path string) (*Plan, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read plan: %w", err)
+	}
+	p, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("plan %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// Parse decodes a plan (YAML or JSON), rejects unknown fields, fills defaults
+// and validates it.
+func Parse(b []byte) (*Plan, error) {
+	var p Plan
+	if err := yaml.UnmarshalStrict(b, &p); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	p.setDefaults()
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// Marshal encodes the plan as YAML.
+func (p *Plan) Marshal() ([]byte, error) { return yaml.Marshal(p) }
+
+func (p *Plan) setDefaults() {
+	if p.Cluster.Token == "" {
+		p.Cluster.Token = "etcd-cluster-1"
+	}
+	if p.Signer.TTL.Duration == 0 {
+		p.Signer.TTL.Duration = 2 * time.Hour
+	}
+}
+
+// Validate reports every problem in the plan at once.
+func (p *Plan) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if p.Version != Version {
+		add("version is %d; this etcd-rescue reads version %d (set `version: %d`)", p.Version, Version, Version)
+	}
+	if p.Cluster.Name == "" {
+		add("cluster.name is empty")
+	}
+	switch p.Profile {
+	case "", "openshift-4.3", "kubeadm":
+	default:
+		add("profile %q is unknown: use openshift-4.3 or kubeadm, or leave it empty to detect", p.Profile)
+	}
+	if len(p.Members) == 0 {
+		add("members is empty: list every member of the recovered cluster, survivor included")
+	}
+	names := map[string]bool{}
+	peers := map[string]string{}
+	for i, m := range p.Members {
+		where := fmt.Sprintf("members[%d]", i)
+		if m.Name == "" {
+			add("%s.name is empty", where)
+		} else if names[m.Name] {
+			add("%s.name %q is listed twice", where, m.Name)
+		}
+		names[m.Name] = true
+		if err := checkURL(m.PeerURL); err != nil {
+			add("%s (%s) peerURL: %v", where, m.Name, err)
+		} else if other, dup := peers[m.PeerURL]; dup {
+			add("%s (%s) peerURL %s is also the peer URL of %s", where, m.Name, m.PeerURL, other)
+		} else {
+			peers[m.PeerURL] = m.Name
+		}
+		if m.ClientURL != "" {
+			if err := checkURL(m.ClientURL); err != nil {
+				add("%s (%s) clientURL: %v", where, m.Name, err)
+			}
+		}
+		if m.IP != "" && net.ParseIP(m.IP) == nil {
+			add("%s (%s) ip %q is not an IP address", where, m.Name, m.IP)
+		}
+	}
+	if p.Survivor == "" {
+		add("survivor is empty: name the member restored from the backup")
+	} else if !names[p.Survivor] {
+		add("survivor %q is not one of the members", p.Survivor)
+	}
+	if p.Signer.Address != "" {
+		if u, err := url.Parse(p.Signer.Address); err != nil || u.Scheme != "https" || u.Host == "" {
+			add("signer.address %q must be an https URL (https://IP:9943)", p.Signer.Address)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkURL(s string) error {
+	if s == "" {
+		return errors.New("is empty")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q does not parse: %v", s, err)
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return fmt.Errorf("%q must start with https:// or http://", s)
+	}
+	if u.Port() == "" {
+		return fmt.Errorf("%q has no port", s)
+	}
+	return nil
+}
+
+// Member returns the member with the given name.
+func (p *Plan) Member(name string) (Member, bool) {
+	for _, m := range p.Members {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// SurvivorMember returns the survivor's member entry.
+func (p *Plan) SurvivorMember() Member {
+	m, _ := p.Member(p.Survivor)
+	return m
+}
+
+// InitialCluster formats members as etcd's --initial-cluster value.
+func InitialCluster(members ...Member) string {
+	parts := make([]string, 0, len(members))
+	for _, m := range members {
+		parts = append(parts, m.Name+"="+m.PeerURL)
+	}
+	return strings.Join(parts, ",")
+}
+
+// ParseInitialCluster parses and checks an --initial-cluster value
+// ("name=url[,name=url]"): every entry has a name and a URL with a scheme and
+// port, and no name or URL appears twice.
+func ParseInitialCluster(s string) ([]Member, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, errors.New("initial cluster is empty: give name=https://HOST:2380")
+	}
+	var out []Member
+	seenName := map[string]bool{}
+	seenURL := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		name, u, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("initial cluster entry %q is not name=url", part)
+		}
+		name = strings.TrimSpace(name)
+		u = strings.TrimSpace(u)
+		if name == "" {
+			return nil, fmt.Errorf("initial cluster entry %q has no member name", part)
+		}
+		if err := checkURL(u); err != nil {
+			return nil, fmt.Errorf("initial cluster entry %q: url %v", part, err)
+		}
+		if seenName[name] {
+			return nil, fmt.Errorf("initial cluster names member %q twice", name)
+		}
+		if seenURL[u] {
+			return nil, fmt.Errorf("initial cluster lists peer URL %s twice", u)
+		}
+		seenName[name], seenURL[u] = true, true
+		out = append(out, Member{Name: name, PeerURL: u})
+	}
+	return out, nil
+}
+
+// Names returns the member names, sorted.
+func (p *Plan) Names() []string {
+	var n []string
+	for _, m := range p.Members {
+		n = append(n, m.Name)
+	}
+	sort.Strings(n)
+	return n
+}
