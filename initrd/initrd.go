@@ -1,0 +1,249 @@
+// Package initrd builds the rescue image's initramfs: u-root's init, a small
+// busybox of u-root commands (a shell and the tools an operator needs when a
+// recovery stops), the etcd-rescue binary as the uinit, and the kernel
+// modules a rescue boot needs with their dependencies. The output is a
+// zstd-compressed newc cpio that is reproducible: the same inputs give the
+// same bytes (sorted entries, zero mtimes, uids and inode numbers).
+package initrd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/u-root/gobusybox/src/pkg/golang"
+	"github.com/u-root/mkuimage/cpio"
+	"github.com/u-root/mkuimage/uimage"
+	"github.com/u-root/uio/llog"
+)
+
+// ModulesLoadList is where the image lists its kernel modules, one absolute
+// path a line, dependencies first; the boot program loads them in that order.
+const ModulesLoadList = "/etc/etcd-rescue/modules.load"
+
+// BinaryPath is where the etcd-rescue binary lives in the image.
+const BinaryPath = "/bin/etcd-rescue"
+
+// UinitArgs are the arguments u-root's init passes to the uinit.
+var UinitArgs = []string{"boot"}
+
+// DefaultCommands are the u-root commands built into the image's busybox:
+// init, a shell, and what an operator needs to look around when a recovery
+// stops (etcd-rescue.shell=1).
+var DefaultCommands = []string{
+	"github.com/u-root/u-root/cmds/core/init",
+	"github.com/u-root/u-root/cmds/core/gosh",
+	"github.com/u-root/u-root/cmds/core/cat",
+	"github.com/u-root/u-root/cmds/core/cp",
+	"github.com/u-root/u-root/cmds/core/dmesg",
+	"github.com/u-root/u-root/cmds/core/ls",
+	"github.com/u-root/u-root/cmds/core/mkdir",
+	"github.com/u-root/u-root/cmds/core/mount",
+	"github.com/u-root/u-root/cmds/core/umount",
+	"github.com/u-root/u-root/cmds/core/mv",
+	"github.com/u-root/u-root/cmds/core/ps",
+	"github.com/u-root/u-root/cmds/core/sync",
+	"github.com/u-root/u-root/cmds/core/lsmod",
+	"github.com/u-root/u-root/cmds/core/shutdown",
+	"github.com/u-root/u-root/cmds/exp/modprobe",
+}
+
+// Config says what goes into the initramfs.
+type Config struct {
+	// Binary is the etcd-rescue binary to run as the uinit. It must be
+	// static (CGO_ENABLED=0); build it with -trimpath and -buildid= for
+	// reproducible images.
+	Binary string
+	// ModulesDir is the kernel's /lib/modules/<version> directory, indexed
+	// by depmod (it holds modules.dep).
+	ModulesDir string
+	// Modules are the modules to load at boot. Default DefaultModules.
+	Modules []string
+	// Commands are the u-root commands to build into the busybox.
+	// Default DefaultCommands.
+	Commands []string
+	// GoModDir is a Go module directory whose go.mod requires u-root;
+	// the u-root command sources are found through it (in the module
+	// cache, or from the Go module proxy). Default: the etcd-rescue
+	// source tree that holds the current directory.
+	GoModDir string
+	// TempDir holds the build's scratch files. Default os.TempDir().
+	TempDir string
+	// Log receives progress lines. Default io.Discard.
+	Log io.Writer
+}
+
+// Result describes a built initramfs.
+type Result struct {
+	// KernelVersion is the modules directory's version (its base name).
+	KernelVersion string
+	// Modules is the resolved module load order (paths under ModulesDir).
+	Modules Resolution
+	// Size is the uncompressed cpio size; Compressed the written file's.
+	Size, Compressed int64
+}
+
+// Build writes the compressed initramfs to out.
+func Build(ctx context.Context, cfg Config, out string) (*Result, error) {
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	if len(cfg.Modules) == 0 {
+		cfg.Modules = DefaultModules
+	}
+	if len(cfg.Commands) == 0 {
+		cfg.Commands = DefaultCommands
+	}
+	if cfg.Binary == "" {
+		return nil, errors.New("initrd: no etcd-rescue binary given")
+	}
+	if _, err := os.Stat(cfg.Binary); err != nil {
+		return nil, fmt.Errorf("initrd: etcd-rescue binary: %w", err)
+	}
+	if cfg.GoModDir == "" {
+		dir, err := FindModuleRoot("")
+		if err != nil {
+			return nil, err
+		}
+		cfg.GoModDir = dir
+	}
+	kmods, err := ReadKmods(cfg.ModulesDir)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{KernelVersion: filepath.Base(filepath.Clean(cfg.ModulesDir))}
+	res.Modules = kmods.Resolve(cfg.Modules)
+	fmt.Fprintf(cfg.Log, "initrd: kernel %s: %d modules to load, built in: %s, not in this kernel: %s\n",
+		res.KernelVersion, len(res.Modules.Load), listOrNone(res.Modules.Builtin), listOrNone(res.Modules.Missing))
+
+	base, err := baseArchive(kmods, res.KernelVersion, res.Modules.Load)
+	if err != nil {
+		return nil, err
+	}
+
+	tmp, err := os.MkdirTemp(cfg.TempDir, "etcd-rescue-initrd-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	cpioPath := filepath.Join(tmp, "initramfs.cpio")
+
+	fmt.Fprintf(cfg.Log, "initrd: building u-root busybox (%d commands) from %s\n", len(cfg.Commands), cfg.GoModDir)
+	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH("amd64"), golang.WithWorkingDir(cfg.GoModDir))
+	logger := llog.New(slog.LevelWarn, llog.WritePrintf(cfg.Log))
+	binSrc, err := filepath.Abs(cfg.Binary)
+	if err != nil {
+		return nil, err
+	}
+	if err := uimage.Create(logger,
+		uimage.WithReplaceEnv(env),
+		uimage.WithTempDir(tmp),
+		uimage.WithBusyboxCommands(cfg.Commands...),
+		uimage.WithInit("init"),
+		uimage.WithShell("gosh"),
+		uimage.WithFiles(binSrc+":"+strings.TrimPrefix(BinaryPath, "/")),
+		uimage.WithUinit(BinaryPath, UinitArgs...),
+		uimage.WithBaseArchive(base),
+		uimage.WithSkipLDD(),
+		uimage.WithCPIOOutput(cpioPath),
+	); err != nil {
+		return nil, fmt.Errorf("initrd: u-root image: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	st, err := os.Stat(cpioPath)
+	if err != nil {
+		return nil, err
+	}
+	res.Size = st.Size()
+	n, err := compressFile(cpioPath, out)
+	if err != nil {
+		return nil, fmt.Errorf("initrd: compress: %w", err)
+	}
+	res.Compressed = n
+	fmt.Fprintf(cfg.Log, "initrd: %s: %s uncompressed, %s zstd\n", out, MiB(res.Size), MiB(res.Compressed))
+	return res, nil
+}
+
+// baseArchive holds what u-root does not add itself: the console device the
+// kernel opens for init before devtmpfs is mounted, the modules with a
+// trimmed modules.dep, and the load list.
+func baseArchive(k *Kmods, version string, load []string) (*cpio.Archive, error) {
+	recs := []cpio.Record{
+		cpio.Directory("dev", 0o755),
+		cpio.CharDev("dev/console", 0o600, 5, 1),
+		cpio.CharDev("dev/null", 0o666, 1, 3),
+		cpio.Directory("proc", 0o555),
+		cpio.Directory("sys", 0o555),
+		cpio.Directory("run", 0o755),
+		cpio.Directory("tmp", 0o1777),
+		cpio.Directory("mnt", 0o755),
+		cpio.Directory("etc", 0o755),
+		cpio.Directory("etc/etcd-rescue", 0o755),
+	}
+	modRoot := path.Join("lib/modules", version)
+	dirs := map[string]bool{}
+	var list strings.Builder
+	for _, p := range load {
+		b, err := os.ReadFile(filepath.Join(k.Dir, p))
+		if err != nil {
+			return nil, fmt.Errorf("initrd: module: %w", err)
+		}
+		dst := path.Join(modRoot, p)
+		for d := path.Dir(dst); d != "." && !dirs[d]; d = path.Dir(d) {
+			dirs[d] = true
+		}
+		recs = append(recs, cpio.StaticRecord(b, cpio.Info{Name: dst, Mode: cpio.S_IFREG | 0o644}))
+		list.WriteString("/" + dst + "\n")
+	}
+	for d := range dirs {
+		recs = append(recs, cpio.Directory(d, 0o755))
+	}
+	recs = append(recs,
+		cpio.StaticFile(path.Join(modRoot, "modules.dep"), k.DepFile(load), 0o644),
+		cpio.StaticFile(strings.TrimPrefix(ModulesLoadList, "/"), list.String(), 0o644),
+	)
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
+	return cpio.ArchiveFromRecords(recs)
+}
+
+// FindModuleRoot walks up from dir (default: the current directory) to the
+// etcd-rescue module root, whose go.mod lists u-root.
+func FindModuleRoot(dir string) (string, error) {
+	if dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", err
+		}
+		dir = wd
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && bytes.Contains(b, []byte("github.com/u-root/u-root ")) {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("initrd: no go.mod requiring github.com/u-root/u-root above %s: run from the etcd-rescue source tree, or give a Go module directory that requires it", dir)
+		}
+	}
+}
+
+// MiB formats a byte count for reports.
+func MiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func listOrNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ",")
+}
