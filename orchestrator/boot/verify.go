@@ -1,0 +1,61 @@
+package boot
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/etcd-rescue/etcd-rescue/ignition"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
+)
+
+func init() {
+	Register(ignition.RoleVerify, Verify, NeedsBackup())
+}
+
+// Verify is the verify role: it finds the newest complete backup on the
+// backup volume and checks it (snapshot hash and integrity, resources
+// tarball), changing nothing. It ends with VERIFY-OK or VERIFY-FAILED.
+func Verify(ctx context.Context, env *Env) error {
+	var set *backup.Set
+	var rep *backup.Report
+	list := []steps.Step{
+		{
+			Name:     "find-backup",
+			ReadOnly: true,
+			Describe: func() string { return "look for the newest complete backup in " + env.Backup },
+			Check:    func(context.Context) (steps.State, error) { return steps.ToDo, nil },
+			Run: func(context.Context) error {
+				s, err := backup.Find(env.Backup)
+				if err != nil {
+					return err
+				}
+				set = s
+				return nil
+			},
+		},
+		{
+			Name:     "verify-backup",
+			ReadOnly: true,
+			Describe: func() string { return "check the snapshot and the static resources of " + set.Snapshot },
+			Check:    func(context.Context) (steps.State, error) { return steps.ToDo, nil },
+			Run: func(context.Context) error {
+				r, err := backup.Verify(set, backup.Options{SkipHashCheck: env.Plan.Backup.SkipHashCheck})
+				if err != nil {
+					return err
+				}
+				rep = r
+				rep.Print(env.Console)
+				return nil
+			},
+		},
+	}
+	r := steps.Runner{Operation: "verify", Out: env.Console}
+	return r.Run(ctx, list, func() string {
+		if rep == nil || rep.Snapshot == nil {
+			return ""
+		}
+		return fmt.Sprintf("%s revision %d, %d keys", filepath.Base(set.Snapshot), rep.Snapshot.Status.Revision, rep.Snapshot.Status.TotalKey)
+	})
+}
