@@ -328,3 +328,9 @@ func mustURLs(t testing.TB, s string) []url.URL {
 	}
 	return []url.URL{*u}
 }
+
+// ClientConfig returns a client configuration for endpoints with the
+// client certificate.
+func ClientConfig(t testing.TB, p *PKI, endpoints ...string) clientv3.Config {
+	return clientv3.Config{Endpoints: endpoints, TLS: p.ClientTLS(t), DialTimeout: 10 * time.Second, Logger: quietLogger()}
+}

@@ -100,11 +100,18 @@ func (r *Runner) now() time.Time {
 
 func (r *Runner) run(ctx context.Context, list []Step) error {
 	n := len(list)
+	pending := false // a dry run has listed a step that would change state
 	for i, s := range list {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		pos := fmt.Sprintf("step %d/%d %s", i+1, n, s.Name)
+		if pending && !s.ReadOnly {
+			// A dry run cannot check a step against state an earlier
+			// step would have changed: it says what the step would do.
+			fmt.Fprintf(r.Out, "%s: would run: %s\n", pos, describe(s))
+			continue
+		}
 		state, err := s.Check(ctx)
 		if err != nil {
 			fmt.Fprintf(r.Out, "%s: failed: %v\n", pos, err)
@@ -122,26 +129,31 @@ func (r *Runner) run(ctx context.Context, list []Step) error {
 			fmt.Fprintf(r.Out, "%s: skipped: not needed\n", pos)
 			continue
 		}
-		what := ""
-		if s.Describe != nil {
-			what = s.Describe()
-		}
+		what := describe(s)
 		if r.DryRun && !s.ReadOnly {
 			fmt.Fprintf(r.Out, "%s: would run: %s\n", pos, what)
+			pending = true
 			continue
 		}
 		fmt.Fprintf(r.Out, "%s: started: %s\n", pos, what)
-		if err := r.record(s.Name, "started", nil); err != nil {
-			return err
+		journaled := !s.ReadOnly // checks that change nothing leave no trace
+		if journaled {
+			if err := r.record(s.Name, "started", nil); err != nil {
+				return err
+			}
 		}
 		start := r.now()
 		if err := s.Run(ctx); err != nil {
 			fmt.Fprintf(r.Out, "%s: failed: %v\n", pos, err)
-			r.record(s.Name, "failed", err)
+			if journaled {
+				r.record(s.Name, "failed", err)
+			}
 			return fmt.Errorf("step %s: %w", s.Name, err)
 		}
-		if err := r.record(s.Name, "done", nil); err != nil {
-			return err
+		if journaled {
+			if err := r.record(s.Name, "done", nil); err != nil {
+				return err
+			}
 		}
 		fmt.Fprintf(r.Out, "%s: done (%s)\n", pos, r.now().Sub(start).Round(time.Millisecond))
 		if r.AfterStep != nil {
@@ -155,6 +167,9 @@ func (r *Runner) record(name, state string, err error) error {
 	if r.Journal == nil || r.DryRun {
 		return nil
 	}
+	if err == nil && r.Journal.Steps[name].State == state {
+		return nil // a re-run that finds the step done writes nothing
+	}
 	if jerr := r.Journal.SetStep(name, state, err); jerr != nil {
 		return errors.Join(err, fmt.Errorf("write journal %s: %w", r.Journal.File(), jerr))
 	}
@@ -163,4 +178,11 @@ func (r *Runner) record(name, state string, err error) error {
 
 func oneLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+func describe(s Step) string {
+	if s.Describe == nil {
+		return s.Name
+	}
+	return s.Describe()
 }

@@ -1,0 +1,124 @@
+package etcdtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary returns the path of a real etcd server binary built from
+// go.etcd.io/etcd/server/v3 at the version go.mod requires.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "etcd-rescue-etcd-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "etcd")
+		cmd := exec.Command("go", "build", "-o", binPath, "go.etcd.io/etcd/server/v3")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build etcd: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// Process is an etcd server running as a child process.
+type Process struct {
+	Cmd *exec.Cmd
+	Log *strings.Builder
+	mu  sync.Mutex
+}
+
+// StartProcess runs the etcd binary with argv[1:] and env, and stops it at
+// test cleanup.
+func StartProcess(t testing.TB, argv, env []string) *Process {
+	t.Helper()
+	p := &Process{Log: &strings.Builder{}}
+	p.Cmd = exec.Command(Binary(t), argv[1:]...)
+	p.Cmd.Env = env
+	p.Cmd.Stdout = lockedWriter{p}
+	p.Cmd.Stderr = lockedWriter{p}
+	if err := p.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop() })
+	return p
+}
+
+type lockedWriter struct{ p *Process }
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.Log.Write(b)
+}
+
+// Output returns what the process printed so far.
+func (p *Process) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.Log.String()
+}
+
+// Stop ends the process (SIGTERM, then SIGKILL after 10s).
+func (p *Process) Stop() {
+	if p.Cmd.Process == nil || p.Cmd.ProcessState != nil {
+		return
+	}
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.Cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		p.Cmd.Process.Kill()
+		<-done
+	}
+}
+
+// WaitHealthy waits until the endpoint answers a linearizable read.
+func WaitHealthy(t testing.TB, cli *clientv3.Client, p *Process, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := cli.Get(ctx, "health")
+		cancel()
+		if err == nil {
+			return
+		}
+		if p != nil && p.Cmd.ProcessState != nil {
+			t.Fatalf("etcd exited: %v\n%s", p.Cmd.ProcessState, p.Output())
+		}
+		if time.Now().After(deadline) {
+			out := ""
+			if p != nil {
+				out = p.Output()
+			}
+			t.Fatalf("etcd not healthy after %s: %v\n%s", timeout, err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

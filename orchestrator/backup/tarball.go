@@ -1,0 +1,162 @@
+package backup
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"strings"
+)
+
+// DefaultExtractBudget bounds what a static resources tarball may expand
+// to. Real ones hold a few megabytes of certificates and configs.
+const DefaultExtractBudget = 2 << 30
+
+// TarInfo summarizes a checked tarball.
+type TarInfo struct {
+	Path    string
+	Entries int
+	Bytes   int64
+	// TopDirs are the first path elements of the entries.
+	TopDirs []string
+	// Snapshot is the name of the snapshot entry of a single-file backup.
+	Snapshot string
+}
+
+// TarCheck tunes CheckTarball.
+type TarCheck struct {
+	// Budget is the most the entries may expand to; 0 means DefaultExtractBudget.
+	Budget int64
+	// Single expects exactly one snapshot (*.db) entry at the top.
+	Single bool
+}
+
+// CheckTarball reads a .tar.gz to its end and refuses anything that could
+// write outside the folder it is extracted into or that a master's static
+// resources never contain: absolute paths, "..", links that leave the
+// folder, device nodes and fifos, and entries past the size budget.
+func CheckTarball(p string, c TarCheck) (*TarInfo, error) {
+	info := &TarInfo{Path: p}
+	err := walkTar(p, func(h *tar.Header, _ io.Reader) error {
+		if err := checkEntry(h); err != nil {
+			return err
+		}
+		info.Entries++
+		info.Bytes += h.Size
+		budget := c.Budget
+		if budget == 0 {
+			budget = DefaultExtractBudget
+		}
+		if info.Bytes > budget {
+			return fmt.Errorf("entry %q takes the tarball past %d bytes when extracted: refused (a real static resources tarball is a few MB)", h.Name, budget)
+		}
+		name := clean(h.Name)
+		top, _, _ := strings.Cut(name, "/")
+		if !contains(info.TopDirs, top) {
+			info.TopDirs = append(info.TopDirs, top)
+		}
+		if c.Single && h.Typeflag == tar.TypeReg && !strings.Contains(name, "/") && strings.HasSuffix(name, ".db") {
+			if info.Snapshot != "" {
+				return fmt.Errorf("two snapshots (%s and %s) in one backup file", info.Snapshot, name)
+			}
+			info.Snapshot = name
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tarball %s: %w", p, err)
+	}
+	if c.Single && info.Snapshot == "" {
+		return nil, fmt.Errorf("tarball %s holds no snapshot (*.db at its top level): it is not a 4.3.0/4.3.1 single-file backup", p)
+	}
+	sort.Strings(info.TopDirs)
+	return info, nil
+}
+
+// walkTar calls fn for each entry of a .tar.gz, reading every byte so that
+// gzip's checksum and a truncated stream are caught.
+func walkTar(p string, fn func(*tar.Header, io.Reader) error) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return fmt.Errorf("not a gzip file: %w", err)
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("damaged or truncated: %w", err)
+		}
+		if err := fn(h, tr); err != nil {
+			return err
+		}
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return fmt.Errorf("entry %q damaged or truncated: %w", h.Name, err)
+		}
+	}
+	if _, err := io.Copy(io.Discard, gz); err != nil {
+		return fmt.Errorf("damaged or truncated: %w", err)
+	}
+	return gz.Close()
+}
+
+func checkEntry(h *tar.Header) error {
+	if strings.HasPrefix(h.Name, "/") {
+		return fmt.Errorf("entry %q has an absolute path: refused", h.Name)
+	}
+	if hasDotDot(h.Name) {
+		return fmt.Errorf("entry %q climbs out with \"..\": refused", h.Name)
+	}
+	switch h.Typeflag {
+	case tar.TypeReg, tar.TypeDir:
+	case tar.TypeSymlink:
+		target := h.Linkname
+		if !path.IsAbs(target) {
+			target = path.Join(path.Dir(clean(h.Name)), target)
+		}
+		if path.IsAbs(target) || hasDotDot(target) {
+			return fmt.Errorf("symlink %q -> %q points outside the extracted folder: refused", h.Name, h.Linkname)
+		}
+	case tar.TypeLink:
+		if path.IsAbs(h.Linkname) || hasDotDot(h.Linkname) {
+			return fmt.Errorf("hard link %q -> %q points outside the extracted folder: refused", h.Name, h.Linkname)
+		}
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		return fmt.Errorf("entry %q is a device node or fifo: refused", h.Name)
+	case tar.TypeXGlobalHeader:
+	default:
+		return fmt.Errorf("entry %q has unsupported type %q: refused", h.Name, h.Typeflag)
+	}
+	return nil
+}
+
+func clean(name string) string { return strings.TrimPrefix(path.Clean("/"+name), "/") }
+
+func hasDotDot(p string) bool {
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

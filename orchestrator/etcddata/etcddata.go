@@ -1,0 +1,73 @@
+// Package etcddata reads facts from an etcd data dir or snapshot offline,
+// with bbolt in read-only mode: the members it last knew and the highest
+// revision it holds. The restore uses them to refuse while old members
+// still answer, and to bump the revision past anything clients have seen.
+package etcddata
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// DBPath returns the backend file of a data dir.
+func DBPath(dataDir string) string { return filepath.Join(dataDir, "member", "snap", "db") }
+
+// Member is a member as the backend records it.
+type Member struct {
+	ID        uint64   `json:"id"`
+	Name      string   `json:"name"`
+	PeerURLs  []string `json:"peerURLs"`
+	IsLearner bool     `json:"isLearner,omitempty"`
+}
+
+// Info is what a backend file tells.
+type Info struct {
+	// Revision is the highest main revision in the key bucket.
+	Revision int64
+	// Members are the cluster members recorded in the backend (etcd 3.5+
+	// keeps them there; older data dirs may have none).
+	Members []Member
+}
+
+// Read opens a backend file read-only and reads its revision and members.
+func Read(dbPath string) (*Info, error) {
+	if _, err := os.Stat(dbPath); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(dbPath, 0o400, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w (is etcd still running on it?)", dbPath, err)
+	}
+	defer db.Close()
+	info := &Info{}
+	err = db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket([]byte("key")); b != nil {
+			if k, _ := b.Cursor().Last(); len(k) >= 8 {
+				info.Revision = int64(binary.BigEndian.Uint64(k[:8]))
+			}
+		} else {
+			return errors.New("no key bucket: not an etcd v3 backend")
+		}
+		if b := tx.Bucket([]byte("members")); b != nil {
+			return b.ForEach(func(_, v []byte) error {
+				var m Member
+				if err := json.Unmarshal(v, &m); err != nil {
+					return fmt.Errorf("member record: %w", err)
+				}
+				info.Members = append(info.Members, m)
+				return nil
+			})
+		}
+		return nil
+	})
+	sort.Slice(info.Members, func(i, j int) bool { return info.Members[i].Name < info.Members[j].Name })
+	return info, err
+}

@@ -1,0 +1,211 @@
+package restore
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"syscall"
+
+	"golang.org/x/net/http/httpproxy"
+
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
+)
+
+func (r *restore) verifyBackupStep() steps.Step {
+	return steps.Step{
+		Name:     "verify-backup",
+		ReadOnly: true,
+		Describe: func() string { return "find and verify the backup in " + r.o.BackupDir },
+		Check:    func(context.Context) (steps.State, error) { return steps.ToDo, nil },
+		Run: func(context.Context) error {
+			set, err := backup.FindWith(r.o.BackupDir, backup.FindOptions{Timestamp: r.o.BackupTimestamp, AllowSnapshotOnly: r.o.SnapshotOnly})
+			if err != nil {
+				return err
+			}
+			wd, err := r.workDir()
+			if err != nil {
+				return err
+			}
+			rep, err := backup.Verify(set, backup.Options{SkipHashCheck: r.o.SkipHashCheck, WorkDir: wd})
+			if err != nil {
+				return err
+			}
+			r.set, r.report = set, rep
+			indented(r.out, rep.Print)
+			return nil
+		},
+	}
+}
+
+// indented writes a report under its step's progress line.
+func indented(w io.Writer, print func(io.Writer)) {
+	var b strings.Builder
+	print(&b)
+	for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+		fmt.Fprintf(w, "    %s\n", line)
+	}
+}
+
+func (r *restore) preflightStep() steps.Step {
+	return steps.Step{
+		Name:     "preflight",
+		ReadOnly: true,
+		Describe: func() string {
+			return "check free disk, and that the old members are down (they would break the new cluster with \"request cluster ID mismatch\")"
+		},
+		Check: func(context.Context) (steps.State, error) {
+			if r.restoreCommitted() {
+				return steps.NotNeeded, nil // the data dir already holds the restored member
+			}
+			return steps.ToDo, nil
+		},
+		Run: func(ctx context.Context) error {
+			if err := r.checkDisk(); err != nil {
+				return err
+			}
+			return r.checkOldPeers(ctx)
+		},
+	}
+}
+
+// checkDisk wants room for the restored db and its WAL: twice the snapshot.
+func (r *restore) checkDisk() error {
+	need := uint64(2 * r.report.Snapshot.Size)
+	dir := r.abs(r.prof.DataDir)
+	for {
+		if _, err := os.Stat(dir); err == nil {
+			break
+		}
+		parent := parentDir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	free, err := r.diskFree(dir)
+	if err != nil {
+		return fmt.Errorf("free space on %s: %w", dir, err)
+	}
+	fmt.Fprintf(r.out, "    free space on %s: %d MiB, restore needs %d MiB\n", dir, free>>20, need>>20)
+	if free < need {
+		return fmt.Errorf("%s has %d MiB free but the restore needs %d MiB (twice the snapshot): free space there first", dir, free>>20, need>>20)
+	}
+	return nil
+}
+
+func (r *restore) diskFree(p string) (uint64, error) {
+	if r.o.DiskFree != nil {
+		return r.o.DiskFree(p)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(p, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// checkOldPeers dials the peer URL of every other member the old data dir
+// knows. One that answers would join the new cluster's traffic with the old
+// cluster ID; the operator must power it off first (or pass --force).
+func (r *restore) checkOldPeers(ctx context.Context) error {
+	dbs := []string{etcddata.DBPath(r.abs(r.prof.DataDir))}
+	if kept := r.j.Notes["keptDataDir"]; kept != "" {
+		dbs = append(dbs, etcddata.DBPath(kept))
+	}
+	var info *etcddata.Info
+	for _, db := range dbs {
+		if i, err := etcddata.Read(db); err == nil {
+			info = i
+			break
+		}
+	}
+	if info == nil || len(info.Members) == 0 {
+		fmt.Fprintf(r.out, "    old members: unknown (no readable old data dir); make sure the lost masters stay powered off\n")
+		return nil
+	}
+	var alive []string
+	for _, m := range info.Members {
+		if m.Name == r.o.Name || contains(m.PeerURLs, r.member.PeerURL) {
+			continue // this master's own old member: etcd is stopped here
+		}
+		for _, pu := range m.PeerURLs {
+			state := r.dial(ctx, pu)
+			fmt.Fprintf(r.out, "    old member %s %s: %s\n", m.Name, pu, state)
+			if state == "answers" {
+				alive = append(alive, m.Name+" ("+pu+")")
+			}
+		}
+	}
+	if len(alive) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("old members still answer on their peer URLs: %s. Power them off (or stop their etcd) first: they would reject the new cluster with \"request cluster ID mismatch\"", strings.Join(alive, ", "))
+	if r.o.Force {
+		fmt.Fprintf(r.out, "    warning: %s; going on because of --force\n", msg)
+		return nil
+	}
+	return fmt.Errorf("%s; --force restores anyway", msg)
+}
+
+func (r *restore) dial(ctx context.Context, peerURL string) string {
+	u, err := url.Parse(peerURL)
+	if err != nil || u.Host == "" {
+		return "not checked (bad URL)"
+	}
+	d := net.Dialer{Timeout: r.o.DialTimeout}
+	c, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		var dnsErr *net.DNSError
+		if asDNS(err, &dnsErr) {
+			return "not checked (name does not resolve)"
+		}
+		return "down"
+	}
+	c.Close()
+	return "answers"
+}
+
+func asDNS(err error, target **net.DNSError) bool {
+	for err != nil {
+		if e, ok := err.(*net.DNSError); ok {
+			*target = e
+			return true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}
+
+// proxyFor returns the proxy the environment (HTTP(S)_PROXY, NO_PROXY)
+// would use for a URL, or "".
+func proxyFor(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	// Read the environment now: net/http caches it at first use.
+	p, err := httpproxy.FromEnvironment().ProxyFunc()(u)
+	if err != nil || p == nil {
+		return ""
+	}
+	return p.Redacted()
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,226 @@
+package restore
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
+)
+
+func (r *restore) restoreResourcesStep() steps.Step {
+	base := func() string { return r.abs(r.prof.ResourcesBase) }
+	return steps.Step{
+		Name: "restore-static-resources",
+		Describe: func() string {
+			return fmt.Sprintf("extract the static pod resources %s %v into %s (files it replaces are moved to %s)",
+				r.set.Resources, r.report.Resources.TopDirs, base(), r.j.BackupDir(r.o.Root))
+		},
+		Check: func(context.Context) (steps.State, error) {
+			if r.set.Resources == "" {
+				return steps.NotNeeded, nil
+			}
+			diff, err := r.resourceDiff(base())
+			if err != nil {
+				return steps.ToDo, err
+			}
+			if len(diff) == 0 {
+				return steps.Done, nil
+			}
+			return steps.ToDo, nil
+		},
+		Run: func(context.Context) error { return r.extractResources(base()) },
+	}
+}
+
+// tarFiles calls fn for each regular file and symlink of the resources
+// tarball, skipping a single-file backup's snapshot.
+func (r *restore) tarFiles(fn func(h *tar.Header, name string, body io.Reader) error) error {
+	f, err := os.Open(r.set.Resources)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return err
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+		if r.set.Form == backup.SingleFile && name == r.report.Resources.Snapshot {
+			continue
+		}
+		if err := fn(h, name, tr); err != nil {
+			return err
+		}
+	}
+}
+
+// resourceDiff lists the tarball's files that are missing or different on disk.
+func (r *restore) resourceDiff(base string) ([]string, error) {
+	var diff []string
+	err := r.tarFiles(func(h *tar.Header, name string, body io.Reader) error {
+		p := filepath.Join(base, name)
+		switch h.Typeflag {
+		case tar.TypeReg:
+			same, err := sameContent(p, body)
+			if err != nil {
+				return err
+			}
+			if !same {
+				diff = append(diff, name)
+			}
+		case tar.TypeSymlink:
+			if l, err := os.Readlink(p); err != nil || l != h.Linkname {
+				diff = append(diff, name)
+			}
+		}
+		return nil
+	})
+	return diff, err
+}
+
+func sameContent(p string, body io.Reader) (bool, error) {
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	h1, h2 := sha256.New(), sha256.New()
+	if _, err := io.Copy(h1, f); err != nil {
+		return false, err
+	}
+	if _, err := io.Copy(h2, body); err != nil {
+		return false, err
+	}
+	return bytes.Equal(h1.Sum(nil), h2.Sum(nil)), nil
+}
+
+// extractResources writes the tarball's entries under base through an
+// os.Root, which refuses any path that would leave base (including through
+// symlinks an earlier entry made). A file it would replace with other
+// content is moved to the run's backup folder first.
+func (r *restore) extractResources(base string) error {
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(base)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	keepBase := filepath.Join(r.j.BackupDir(r.o.Root), r.prof.ResourcesBase)
+	var links []*tar.Header
+	written := 0
+	err = r.tarFiles(func(h *tar.Header, name string, body io.Reader) error {
+		mode := fs.FileMode(h.Mode).Perm()
+		switch h.Typeflag {
+		case tar.TypeDir:
+			return root.MkdirAll(name, mode|0o700)
+		case tar.TypeReg:
+			if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {
+				return err
+			}
+			data, err := io.ReadAll(body)
+			if err != nil {
+				return err
+			}
+			if old, err := root.ReadFile(name); err == nil {
+				if bytes.Equal(old, data) {
+					return nil
+				}
+				if err := r.keepResource(root, name, keepBase); err != nil {
+					return err
+				}
+			}
+			if err := writeInRoot(root, name, data, mode); err != nil {
+				return fmt.Errorf("write %s: %w", filepath.Join(base, name), err)
+			}
+			written++
+		case tar.TypeSymlink, tar.TypeLink:
+			links = append(links, h) // after the files they point to
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, h := range links {
+		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+		if l, err := root.Readlink(name); err == nil && l == h.Linkname {
+			continue
+		}
+		if _, err := root.Lstat(name); err == nil {
+			if err := r.keepResource(root, name, keepBase); err != nil {
+				return err
+			}
+		}
+		if h.Typeflag == tar.TypeSymlink {
+			err = root.Symlink(h.Linkname, name)
+		} else {
+			err = root.Link(strings.TrimPrefix(path.Clean("/"+h.Linkname), "/"), name)
+		}
+		if err != nil {
+			return fmt.Errorf("link %s: %w", name, err)
+		}
+		written++
+	}
+	fmt.Fprintf(r.out, "    wrote %d files under %s\n", written, base)
+	return journal.SyncDir(base)
+}
+
+// keepResource moves a file about to be replaced into the backup folder.
+func (r *restore) keepResource(root *os.Root, name, keepBase string) error {
+	to := filepath.Join(keepBase, name)
+	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+		return err
+	}
+	from := filepath.Join(root.Name(), name)
+	if err := os.Rename(from, to); err != nil {
+		return fmt.Errorf("move %s aside: %w", from, err)
+	}
+	return r.j.AddKept(journal.Kept{From: from, To: to, How: "moved"})
+}
+
+func writeInRoot(root *os.Root, name string, data []byte, mode fs.FileMode) error {
+	tmp := name + ".etcd-rescue-part"
+	f, err := root.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return root.Rename(tmp, name)
+}

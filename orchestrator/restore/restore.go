@@ -1,0 +1,325 @@
+// Package restore restores etcd quorum on the surviving master: it verifies
+// the backup, keeps the old data dir, manifest and certificates aside,
+// restores the snapshot as a new one-member cluster (new cluster ID, the
+// revision bumped past anything clients saw), puts back the static pod
+// resources, and rewrites the etcd static pod manifest for one member.
+//
+// It works on a master root mounted anywhere (the rescue image, offline)
+// and on a live master (online: static pods and the kubelet are stopped
+// first and started again after). Every step checks real state first, so a
+// run interrupted at any point resumes from the journal and ends the same.
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
+)
+
+// Options configure a restore.
+type Options struct {
+	// Root is the master's root: "/" on a live host, a mount point offline.
+	Root string
+	// BackupDir is a folder holding the backup, or one backup file.
+	BackupDir string
+	// BackupTimestamp picks a backup by its timestamp instead of the newest.
+	BackupTimestamp string
+	// SnapshotOnly accepts a snapshot without static resources.
+	SnapshotOnly bool
+	// Name is the restored member's name; it must be in InitialCluster.
+	Name string
+	// InitialCluster is "name=https://HOST:2380"; it names only the survivor.
+	InitialCluster string
+	// Profile is the master layout; empty means detect it from Root.
+	Profile string
+	// NodeName is the node's name, needed where the manifest takes the
+	// member name from the pod name (OpenShift 4.3). Empty means derive it
+	// from Name ("etcd-member-<node>").
+	NodeName string
+	// ClusterToken is the restored cluster's initial-cluster-token. Empty
+	// means "etcd-rescue-<run id>", which makes the cluster ID new even
+	// when the member's name and URL are the old ones.
+	ClusterToken string
+	// RevisionBump overrides the computed revision bump when > 0.
+	RevisionBump int64
+	// SkipHashCheck accepts a snapshot without its sha256 trailer.
+	SkipHashCheck bool
+	// Force restores even though old members still answer on their peer URLs.
+	Force bool
+	// DryRun prints the plan and changes nothing.
+	DryRun bool
+	// Online stops and starts the static pods and kubelet of a live master.
+	Online bool
+	// Host runs the online steps; required when Online.
+	Host Host
+	// Out receives progress lines and the final marker.
+	Out io.Writer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// AfterStep is called after each step completes (tests stop runs there).
+	AfterStep func(step string)
+	// DialTimeout bounds the check that old peers are down. Default 2s.
+	DialTimeout time.Duration
+	// DiskFree reports free bytes at a path; nil means statfs.
+	DiskFree func(path string) (uint64, error)
+}
+
+// Host stops and starts what runs etcd on a live master.
+type Host interface {
+	// StopKubelet stops the kubelet service.
+	StopKubelet(ctx context.Context) error
+	// StartKubelet starts the kubelet service.
+	StartKubelet(ctx context.Context) error
+	// WaitPodsGone waits until no container of the named static pods runs.
+	WaitPodsGone(ctx context.Context, pods []string) error
+}
+
+// Run restores. It prints every step and ends with RESTORE-OK or
+// RESTORE-FAILED: reason.
+func Run(ctx context.Context, o Options) error {
+	r, err := newRestore(o)
+	if err != nil {
+		if o.Out != nil {
+			fmt.Fprintf(o.Out, "RESTORE-FAILED: %v\n", oneLine(err))
+		}
+		return err
+	}
+	defer r.cleanup()
+	runner := &steps.Runner{Operation: "restore", Out: r.out, DryRun: o.DryRun, Journal: r.j, Now: o.Now, AfterStep: o.AfterStep}
+	if o.DryRun {
+		runner.Journal = nil
+	}
+	err = runner.Run(ctx, r.steps(), r.summary)
+	if err == nil && !o.DryRun && r.j.Finished == nil {
+		t := r.now().UTC()
+		r.j.Finished = &t
+		if serr := r.j.Save(); serr != nil {
+			return serr
+		}
+	}
+	return err
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// restore is one run's state.
+type restore struct {
+	o       Options
+	out     io.Writer
+	prof    *profile.Profile
+	member  plan.Member
+	j       *journal.Journal
+	set     *backup.Set
+	report  *backup.Report
+	tmpDirs []string
+}
+
+func (r *restore) now() time.Time {
+	if r.o.Now != nil {
+		return r.o.Now()
+	}
+	return time.Now()
+}
+
+func newRestore(o Options) (*restore, error) {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Root == "" {
+		o.Root = "/"
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 2 * time.Second
+	}
+	if o.Online && o.Host == nil {
+		return nil, errors.New("online restore needs access to the kubelet and container runtime of this host")
+	}
+	root, err := filepath.Abs(o.Root)
+	if err != nil {
+		return nil, err
+	}
+	o.Root = root
+	if st, err := os.Stat(root); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("root %s is not a folder: mount the master's root filesystem and pass it with --root", root)
+	}
+	if o.BackupDir == "" {
+		return nil, errors.New("no backup given: pass --backup DIR (the folder with snapshot_<ts>.db and static_kuberesources_<ts>.tar.gz)")
+	}
+	if o.Name == "" {
+		return nil, errors.New("no member name given: pass --name, the etcd member name of this master")
+	}
+	members, err := plan.ParseInitialCluster(o.InitialCluster)
+	if err != nil {
+		return nil, fmt.Errorf("--initial-cluster: %w", err)
+	}
+	r := &restore{o: o, out: o.Out}
+	found := false
+	for _, m := range members {
+		if m.Name == o.Name {
+			r.member, found = m, true
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("--initial-cluster %q does not name this member %q: give %s=https://HOST:2380", o.InitialCluster, o.Name, o.Name)
+	}
+	if len(members) != 1 {
+		return nil, fmt.Errorf("--initial-cluster names %d members: a restore starts a one-member cluster (%s=%s); the others join later with `etcd-rescue join`",
+			len(members), r.member.Name, r.member.PeerURL)
+	}
+	if o.Profile != "" {
+		r.prof, err = profile.Get(o.Profile)
+	} else {
+		r.prof, err = profile.Detect(root)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.o.NodeName == "" && r.prof.Name == profile.OpenShift43 {
+		r.o.NodeName = strings.TrimPrefix(o.Name, "etcd-member-")
+	}
+	warnProxy(r.out, r.member.PeerURL)
+
+	j, err := journal.Open(root, "restore", r.now())
+	if err != nil {
+		return nil, err
+	}
+	params := r.params()
+	switch {
+	case !j.Exists():
+		j.Params = params
+	case equalParams(j.Params, params):
+		fmt.Fprintf(r.out, "resuming restore run %s from %s\n", j.RunID, j.File())
+	case j.Finished != nil:
+		// A finished run with other parameters: start a new run, keep the
+		// old journal beside that run's kept files.
+		old := j
+		if !o.DryRun {
+			if err := os.MkdirAll(old.BackupDir(root), 0o700); err != nil {
+				return nil, err
+			}
+			if err := os.Rename(old.File(), filepath.Join(old.BackupDir(root), "restore-state.json")); err != nil {
+				return nil, err
+			}
+		}
+		if j, err = journal.Open(root, "restore", r.now()); err != nil {
+			return nil, err
+		}
+		j.Params = params
+	default:
+		return nil, fmt.Errorf("an unfinished restore (run %s, started with %s) is recorded in %s: re-run it with the same flags to resume it, "+
+			"or move that file aside to start over", j.RunID, describeParams(j.Params), j.File())
+	}
+	r.j = j
+	return r, nil
+}
+
+func (r *restore) params() map[string]string {
+	return map[string]string{
+		"backup":         r.o.BackupDir,
+		"timestamp":      r.o.BackupTimestamp,
+		"name":           r.o.Name,
+		"initialCluster": r.o.InitialCluster,
+		"profile":        r.prof.Name,
+		"token":          r.o.ClusterToken,
+	}
+}
+
+func equalParams(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func describeParams(p map[string]string) string {
+	var keys []string
+	for k := range p {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		if p[k] != "" {
+			parts = append(parts, k+"="+p[k])
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// token is the restored cluster's initial-cluster-token.
+func (r *restore) token() string {
+	if r.o.ClusterToken != "" {
+		return r.o.ClusterToken
+	}
+	return "etcd-rescue-" + r.j.RunID
+}
+
+func (r *restore) abs(rel string) string { return filepath.Join(r.o.Root, rel) }
+
+// workDir holds files the run extracts (the snapshot of a single-file
+// backup). A dry run uses a temporary folder outside the root.
+func (r *restore) workDir() (string, error) {
+	if r.o.DryRun {
+		d, err := os.MkdirTemp("", "etcd-rescue-dry-run-")
+		if err != nil {
+			return "", err
+		}
+		r.tmpDirs = append(r.tmpDirs, d)
+		return d, nil
+	}
+	return filepath.Join(r.o.Root, journal.Dir, "work", r.j.RunID), nil
+}
+
+func (r *restore) cleanup() {
+	for _, d := range r.tmpDirs {
+		os.RemoveAll(d)
+	}
+}
+
+func (r *restore) steps() []steps.Step {
+	list := []steps.Step{
+		r.verifyBackupStep(),
+		r.preflightStep(),
+	}
+	if r.o.Online {
+		list = append(list, r.stopStaticPodsStep(), r.stopKubeletStep())
+	}
+	list = append(list,
+		r.keepOldStateStep(),
+		r.restoreSnapshotStep(),
+		r.restoreResourcesStep(),
+		r.rewriteManifestStep(),
+	)
+	if r.o.Online {
+		list = append(list, r.startKubeletStep(), r.startStaticPodsStep())
+	}
+	return list
+}
+
+func (r *restore) summary() string {
+	return fmt.Sprintf("member=%s cluster-id=%s revision=%s kept=%s",
+		r.o.Name, r.j.Notes["clusterID"], r.j.Notes["revision"], r.j.BackupDir(r.o.Root))
+}
+
+func warnProxy(w io.Writer, peerURL string) {
+	if via := proxyFor(peerURL); via != "" {
+		fmt.Fprintf(w, "warning: the proxy %s would carry traffic to the etcd peer URL %s: add its host to NO_PROXY\n", via, peerURL)
+	}
+}

@@ -1,0 +1,235 @@
+package restore_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
+	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
+)
+
+var (
+	scenesMu sync.Mutex
+	scenes   = map[string]*disaster.Scene{}
+)
+
+// scene stages one quorum loss per profile for the whole package; each
+// test works on its own copy.
+func scene(t *testing.T, prof string) *disaster.Scene {
+	t.Helper()
+	scenesMu.Lock()
+	defer scenesMu.Unlock()
+	if s, ok := scenes[prof]; ok {
+		return s.Copy(t)
+	}
+	s := disaster.Stage(&keepAlive{T: t}, disaster.Options{Profile: prof})
+	scenes[prof] = s
+	return s.Copy(t)
+}
+
+// keepAlive lets a staged scene outlive the test that staged it: its
+// temporary folders are removed when the process exits instead.
+type keepAlive struct{ *testing.T }
+
+func (k *keepAlive) TempDir() string {
+	d, err := os.MkdirTemp("", "etcd-rescue-scene-")
+	if err != nil {
+		k.Fatal(err)
+	}
+	return d
+}
+
+func (k *keepAlive) Cleanup(func()) {}
+
+func options(s *disaster.Scene, out *bytes.Buffer) restore.Options {
+	return restore.Options{
+		Root:           s.Root,
+		BackupDir:      s.BackupDir,
+		Name:           s.Master.MemberName,
+		InitialCluster: s.InitialCluster(),
+		Out:            out,
+		DialTimeout:    200 * time.Millisecond,
+	}
+}
+
+// startFromManifest starts a real etcd exactly as the rewritten manifest
+// says (command, flags, environment, sourced files), as the kubelet would.
+func startFromManifest(t *testing.T, s *disaster.Scene) *clientv3.Client {
+	t.Helper()
+	m, err := manifest.Load(filepath.Join(s.Root, s.Profile.Manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := m.Invocation(manifest.Runtime{
+		Root:     s.Root,
+		NodeName: s.Master.NodeName,
+		Files:    map[string]string{"/run/etcd/environment": s.Master.RunEnvironment()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv, env := inv.OnHost(s.Root)
+	p := etcdtest.StartProcess(t, argv, env)
+	cli := s.PKI.Client(t, s.Master.ClientURL())
+	etcdtest.WaitHealthy(t, cli, p, time.Minute)
+	t.Cleanup(p.Stop)
+	return cli
+}
+
+func TestRestoreServesEveryKeyWithNewClusterID(t *testing.T) {
+	for _, prof := range profile.Names() {
+		t.Run(prof, func(t *testing.T) {
+			s := scene(t, prof)
+			oldData := disaster.TreeHash(t, filepath.Join(s.Root, s.Profile.DataDir))
+			var out bytes.Buffer
+			if err := restore.Run(context.Background(), options(s, &out)); err != nil {
+				t.Fatalf("restore: %v\n%s", err, out.String())
+			}
+			t.Log(out.String())
+			if !strings.Contains(out.String(), "\nRESTORE-OK member="+s.Master.MemberName) {
+				t.Fatalf("no RESTORE-OK marker:\n%s", out.String())
+			}
+
+			// The old data dir is kept byte for byte.
+			j, err := journal.Open(s.Root, "restore", time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := j.Notes["keptDataDir"]
+			if got := disaster.TreeHash(t, kept); got != oldData {
+				t.Fatalf("kept data dir %s differs from the old data dir", kept)
+			}
+
+			cli := startFromManifest(t, s)
+			ctx := context.Background()
+			etcdtest.CheckKeys(t, cli, 0, s.Keys)
+			lost, err := cli.Get(ctx, "/registry/test/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lost.Count != int64(s.Keys) {
+				t.Errorf("%d keys, want exactly the %d written before the backup", lost.Count, s.Keys)
+			}
+			ml, err := cli.MemberList(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ml.Members) != 1 || ml.Members[0].Name != s.Master.MemberName {
+				t.Errorf("members = %v, want only %s", ml.Members, s.Master.MemberName)
+			}
+			if ml.Header.ClusterId == s.ClusterID {
+				t.Errorf("cluster ID %x is the old one", s.ClusterID)
+			}
+			if strconv.FormatUint(ml.Header.ClusterId, 16) != j.Notes["clusterID"] {
+				t.Errorf("cluster ID %x, the restore announced %s", ml.Header.ClusterId, j.Notes["clusterID"])
+			}
+			if rev := lost.Header.Revision; rev <= s.MaxRevision {
+				t.Errorf("revision %d is not above the old cluster's %d: watchers would see it go back", rev, s.MaxRevision)
+			}
+			// A write lands above the bump, and old revisions are compacted.
+			if _, err := cli.Get(ctx, "/registry/test/key-000001", clientv3.WithRev(s.MaxRevision)); err == nil {
+				t.Errorf("a read at the old revision %d succeeded; it must be compacted", s.MaxRevision)
+			}
+		})
+	}
+}
+
+func TestRestoreTwiceIsNoOp(t *testing.T) {
+	s := scene(t, profile.OpenShift43)
+	var out bytes.Buffer
+	if err := restore.Run(context.Background(), options(s, &out)); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out.String())
+	}
+	before := disaster.TreeHash(t, s.Root)
+	out.Reset()
+	if err := restore.Run(context.Background(), options(s, &out)); err != nil {
+		t.Fatalf("second restore: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "RESTORE-OK") || strings.Contains(out.String(), ": started: move") {
+		t.Fatalf("second run did work:\n%s", out.String())
+	}
+	for _, step := range []string{"keep-old-state", "restore-snapshot", "restore-static-resources", "rewrite-manifest"} {
+		if !strings.Contains(out.String(), step+": skipped: already done") {
+			t.Errorf("step %s was not skipped:\n%s", step, out.String())
+		}
+	}
+	if after := disaster.TreeHash(t, s.Root); after != before {
+		t.Fatalf("second run changed the root: %v", disaster.TreeDiff(t, s.Root, s.Root))
+	}
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	for _, prof := range profile.Names() {
+		t.Run(prof, func(t *testing.T) {
+			s := scene(t, prof)
+			root, bk := disaster.TreeHash(t, s.Root), disaster.TreeHash(t, s.BackupDir)
+			var out bytes.Buffer
+			o := options(s, &out)
+			o.DryRun = true
+			if err := restore.Run(context.Background(), o); err != nil {
+				t.Fatalf("dry run: %v\n%s", err, out.String())
+			}
+			if disaster.TreeHash(t, s.Root) != root || disaster.TreeHash(t, s.BackupDir) != bk {
+				t.Fatal("dry run changed files")
+			}
+			text := out.String()
+			for _, want := range []string{
+				"RESTORE-DRY-RUN",
+				"keep-old-state: would run: move the old data dir",
+				"restore-snapshot: would run: restore",
+				"revision bump",
+				"rewrite-manifest: would run:",
+				"revision  ",
+			} {
+				if !strings.Contains(text, want) {
+					t.Errorf("plan lacks %q:\n%s", want, text)
+				}
+			}
+		})
+	}
+}
+
+func TestRefusesWhileOldMemberAnswers(t *testing.T) {
+	s := scene(t, profile.Kubeadm)
+	u, _ := url.Parse(s.OldPeers[0])
+	l, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	before := disaster.TreeHash(t, s.Root)
+	var out bytes.Buffer
+	err = restore.Run(context.Background(), options(s, &out))
+	if err == nil || !strings.Contains(err.Error(), "still answer") || !strings.Contains(out.String(), "RESTORE-FAILED: ") {
+		t.Fatalf("restore with a live old member: err=%v\n%s", err, out.String())
+	}
+	// journal aside, nothing changed
+	os.Remove(journal.Path(s.Root, "restore"))
+	if disaster.TreeHash(t, s.Root) != before {
+		t.Fatalf("refused restore changed the root: %v", disaster.TreeDiff(t, s.Root, s.Root))
+	}
+	out.Reset()
+	o := options(s, &out)
+	o.Force = true
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("--force restore: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "going on because of --force") {
+		t.Errorf("no --force warning:\n%s", out.String())
+	}
+}

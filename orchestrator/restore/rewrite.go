@@ -1,0 +1,136 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
+)
+
+func (r *restore) rewriteManifestStep() steps.Step {
+	return steps.Step{
+		Name: "rewrite-manifest",
+		Describe: func() string {
+			return fmt.Sprintf("rewrite %s for a one-member cluster: name %s, initial-cluster %s, initial-cluster-state new",
+				r.manifestPath(), r.o.Name, r.o.InitialCluster)
+		},
+		Check: func(context.Context) (steps.State, error) {
+			m, conf, err := r.rewritten()
+			if err != nil {
+				return steps.ToDo, err
+			}
+			cur, _ := os.ReadFile(m.Path)
+			want, err := m.Bytes()
+			if err != nil {
+				return steps.ToDo, err
+			}
+			if bytes.Equal(cur, want) && r.envFileMatches(conf) {
+				return steps.Done, nil
+			}
+			return steps.ToDo, nil
+		},
+		Run: func(context.Context) error {
+			m, conf, err := r.rewritten()
+			if err != nil {
+				return err
+			}
+			if conf != nil {
+				if err := journal.WriteFileAtomic(r.abs(r.prof.EnvFile), conf, 0o644); err != nil {
+					return err
+				}
+			}
+			return m.WriteTo(m.Path)
+		},
+	}
+}
+
+// manifestPath is where the etcd manifest is now: in the kubelet's folder,
+// or, while an online restore has the static pods stopped, beside the
+// other stopped manifests.
+func (r *restore) manifestPath() string {
+	if p := r.stoppedManifest(r.prof.Manifest); p != "" {
+		return p
+	}
+	return r.abs(r.prof.Manifest)
+}
+
+// rewritten returns the manifest as it must be after the step, and for
+// OpenShift the environment file etcd's start script sources.
+func (r *restore) rewritten() (*manifest.Manifest, []byte, error) {
+	m, err := manifest.Load(r.manifestPath())
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.prof.Name == profile.OpenShift43 {
+		// As the 4.3 restore does: DNS discovery would bring back the old
+		// three-member cluster.
+		if _, err := m.RemoveScriptFlag("discovery-srv"); err != nil {
+			return nil, nil, err
+		}
+		for _, kv := range r.memberEnv() {
+			if err := m.SetEnv(kv[0], kv[1]); err != nil {
+				return nil, nil, err
+			}
+		}
+		conf, err := r.envFile()
+		return m, conf, err
+	}
+	for _, kv := range [][2]string{
+		{"name", r.o.Name},
+		{"initial-cluster", r.o.InitialCluster},
+		{"initial-cluster-state", "new"},
+		{"initial-advertise-peer-urls", r.member.PeerURL},
+	} {
+		if err := m.SetFlag(kv[0], kv[1]); err != nil {
+			return nil, nil, err
+		}
+	}
+	return m, nil, nil
+}
+
+func (r *restore) memberEnv() [][2]string {
+	return [][2]string{
+		{"ETCD_NAME", r.o.Name},
+		{"ETCD_INITIAL_CLUSTER", r.o.InitialCluster},
+		{"ETCD_INITIAL_CLUSTER_STATE", "new"},
+	}
+}
+
+const recoverHeader = "#[recover]"
+
+// envFile returns etcd.conf with its recover block (the block the 4.3
+// recovery scripts append) replaced by this member's values.
+func (r *restore) envFile() ([]byte, error) {
+	cur, err := os.ReadFile(r.abs(r.prof.EnvFile))
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	text := string(cur)
+	if i := strings.Index(text, recoverHeader); i >= 0 {
+		text = text[:i]
+	}
+	text = strings.TrimRight(text, "\n")
+	var b strings.Builder
+	if text != "" {
+		b.WriteString(text + "\n\n")
+	}
+	b.WriteString(recoverHeader + "\n")
+	for _, kv := range r.memberEnv() {
+		fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
+	}
+	return []byte(b.String()), nil
+}
+
+func (r *restore) envFileMatches(want []byte) bool {
+	if want == nil {
+		return true
+	}
+	cur, err := os.ReadFile(r.abs(r.prof.EnvFile))
+	return err == nil && bytes.Equal(cur, want)
+}

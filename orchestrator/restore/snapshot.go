@@ -1,0 +1,208 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
+	"go.uber.org/zap"
+
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
+)
+
+const (
+	// bumpMargin is added to the revisions the old data dir shows were
+	// written after the backup: writes the survivor never received.
+	bumpMargin = 1_000_000
+	// bumpUnknown is the bump when no old data dir tells how far the
+	// cluster got: OpenShift's default, about 11 days at 1000 writes/s.
+	bumpUnknown = 1_000_000_000
+)
+
+func (r *restore) restoreSnapshotStep() steps.Step {
+	return steps.Step{
+		Name: "restore-snapshot",
+		Describe: func() string {
+			bump, why := r.bump()
+			return fmt.Sprintf("restore %s into %s as member %s (%s) of a new cluster (token %s, cluster ID %s); revision bump %d (%s), marked compacted",
+				r.set.Snapshot, r.abs(r.prof.DataDir), r.o.Name, r.member.PeerURL, r.token(), r.clusterID(), bump, why)
+		},
+		Check: func(context.Context) (steps.State, error) {
+			if r.restoreCommitted() {
+				return steps.Done, nil
+			}
+			if _, err := os.Stat(filepath.Join(r.abs(r.prof.DataDir), "member")); err == nil {
+				return steps.ToDo, fmt.Errorf("%s/member exists but is neither the old data (kept at %s) nor written by this restore: was etcd started in between? Move it aside and re-run",
+					r.abs(r.prof.DataDir), r.keptDataDirTarget())
+			}
+			return steps.ToDo, nil
+		},
+		Run: func(context.Context) error { return r.restoreSnapshot() },
+	}
+}
+
+// restoreCommitted reports whether the data dir holds the member this run
+// restored. The journal says "committing" before the final rename, so a
+// crash on either side of the rename is told apart.
+func (r *restore) restoreCommitted() bool {
+	if r.j == nil {
+		return false
+	}
+	member := filepath.Join(r.abs(r.prof.DataDir), "member")
+	if _, err := os.Stat(member); err != nil {
+		return false
+	}
+	if r.j.Notes["restoreCommitted"] == "true" {
+		return true
+	}
+	if r.j.Notes["restoreCommitting"] == "true" {
+		_, err := os.Stat(filepath.Join(r.stagingDir(), "member"))
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	return false
+}
+
+func (r *restore) stagingDir() string {
+	return filepath.Join(r.abs(r.prof.DataDir), stagingPrefix+r.j.RunID)
+}
+
+// bump returns the revision bump and why it is that much. It is computed
+// once and kept in the journal, so a resumed run uses the same value.
+func (r *restore) bump() (int64, string) {
+	if r.o.RevisionBump > 0 {
+		return r.o.RevisionBump, "given with --revision-bump"
+	}
+	if v, ok := r.j.Notes["bump"]; ok {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n, r.j.Notes["bumpWhy"]
+	}
+	snapRev := r.report.Snapshot.Status.Revision
+	for _, dir := range []string{r.j.Notes["keptDataDir"], r.abs(r.prof.DataDir)} {
+		if dir == "" {
+			continue
+		}
+		info, err := etcddata.Read(etcddata.DBPath(dir))
+		if err != nil {
+			continue
+		}
+		ahead := max(info.Revision-snapRev, 0)
+		return ahead + bumpMargin, fmt.Sprintf("old data dir is at revision %d, the snapshot at %d: %d written after the backup + %d margin",
+			info.Revision, snapRev, ahead, bumpMargin)
+	}
+	return bumpUnknown, "no old data dir tells how far the cluster got: the OpenShift default"
+}
+
+func (r *restore) clusterID() string {
+	if id := r.j.Notes["clusterID"]; id != "" {
+		return id
+	}
+	m, err := types.NewURLsMap(r.o.InitialCluster)
+	if err != nil {
+		return "?"
+	}
+	c, err := membership.NewClusterFromURLsMap(zap.NewNop(), r.token(), m)
+	if err != nil {
+		return "?"
+	}
+	return c.ID().String()
+}
+
+func (r *restore) restoreSnapshot() error {
+	dataDir := r.abs(r.prof.DataDir)
+	mode := fs.FileMode(0o700)
+	if m, err := strconv.ParseUint(r.j.Notes["dataDirMode"], 8, 32); err == nil {
+		mode = fs.FileMode(m)
+	}
+	if err := os.MkdirAll(dataDir, mode); err != nil {
+		return err
+	}
+	bump, why := r.bump()
+	r.j.Notes["bump"] = strconv.FormatInt(bump, 10)
+	r.j.Notes["bumpWhy"] = why
+	r.j.Notes["clusterID"] = r.clusterID()
+	r.j.Notes["revision"] = strconv.FormatInt(r.report.Snapshot.Status.Revision+bump, 10)
+	if err := r.j.Save(); err != nil {
+		return err
+	}
+
+	// A crash during an earlier attempt leaves this run's own partial
+	// output in the staging folder: it holds nothing else, so start it anew.
+	staging := r.stagingDir()
+	if err := os.RemoveAll(staging); err != nil {
+		return err
+	}
+	err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
+		SnapshotPath:        r.set.Snapshot,
+		Name:                r.o.Name,
+		OutputDataDir:       staging,
+		PeerURLs:            []string{r.member.PeerURL},
+		InitialCluster:      r.o.InitialCluster,
+		InitialClusterToken: r.token(),
+		SkipHashCheck:       !r.report.Snapshot.HasHash,
+		RevisionBump:        uint64(bump),
+		MarkCompacted:       bump > 0,
+	})
+	if err != nil {
+		return fmt.Errorf("etcd snapshot restore: %w", err)
+	}
+	if err := r.chownDataDir(staging); err != nil {
+		return err
+	}
+	if err := syncTree(staging); err != nil {
+		return err
+	}
+	if err := r.j.Note("restoreCommitting", "true"); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(staging, "member"), filepath.Join(dataDir, "member")); err != nil {
+		return err
+	}
+	if err := journal.SyncDir(dataDir); err != nil {
+		return err
+	}
+	if err := os.Remove(staging); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.out, "    restored revision %d, bumped to %s; new cluster ID %s\n",
+		r.report.Snapshot.Status.Revision, r.j.Notes["revision"], r.j.Notes["clusterID"])
+	return r.j.Note("restoreCommitted", "true")
+}
+
+// chownDataDir gives the restored files the old data dir's owner.
+func (r *restore) chownDataDir(dir string) error {
+	uid, err1 := strconv.Atoi(r.j.Notes["dataDirUID"])
+	gid, err2 := strconv.Atoi(r.j.Notes["dataDirGID"])
+	if err1 != nil || err2 != nil || os.Geteuid() != 0 {
+		return nil
+	}
+	return filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+}
+
+// syncTree fsyncs every file and folder under dir.
+func syncTree(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return f.Sync()
+	})
+}
