@@ -24,6 +24,7 @@ flags. --dry-run prints the plan and changes nothing.`,
 			if o.Online {
 				return fmt.Errorf("--online needs this host's kubelet and container runtime, which this build does not reach yet: stop the kubelet and the static pods, then run the restore offline with --root /")
 			}
+			o.AfterStep = crashAfterStep()
 			return restore.Run(c.Context(), o)
 		},
 	}

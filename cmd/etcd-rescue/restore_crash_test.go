@@ -1,0 +1,126 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
+	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+)
+
+func runRestore(t *testing.T, s *disaster.Scene, env ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(binary, "restore", "--root", s.Root, "--backup", s.BackupDir,
+		"--name", s.Master.MemberName, "--initial-cluster", s.InitialCluster(),
+		"--initial-cluster-token", "crash-test")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// outcome fingerprints what a restore leaves: the rewritten manifest and
+// environment file, the restored backend's revision and members, and the
+// kept old data dir.
+func outcome(t *testing.T, s *disaster.Scene) string {
+	t.Helper()
+	var parts []string
+	for _, rel := range []string{s.Profile.Manifest, s.Profile.EnvFile} {
+		b, err := os.ReadFile(filepath.Join(s.Root, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		parts = append(parts, rel+"="+hex.EncodeToString(sum[:8]))
+	}
+	info, err := etcddata.Read(etcddata.DBPath(filepath.Join(s.Root, s.Profile.DataDir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts = append(parts, fmt.Sprintf("revision=%d members=%v", info.Revision, info.Members))
+	j, err := journal.Open(s.Root, "restore", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts = append(parts, "kept="+disaster.TreeHash(t, j.Notes["keptDataDir"]))
+	for _, leftover := range []string{".etcd-rescue-restore-" + j.RunID} {
+		if _, err := os.Stat(filepath.Join(s.Root, s.Profile.DataDir, leftover)); err == nil {
+			t.Errorf("leftover %s in the data dir", leftover)
+		}
+	}
+	return strings.Join(parts, "\n")
+}
+
+// TestRestoreResumesAfterSIGKILLAtEveryStep kills the restore with SIGKILL
+// after each step, runs it again, and expects the same result as an
+// uninterrupted restore, with the old data dir intact.
+func TestRestoreResumesAfterSIGKILLAtEveryStep(t *testing.T) {
+	staged := disaster.Stage(t, disaster.Options{Profile: profile.OpenShift43, Keys: 2000, Lost: 100})
+	oldData := disaster.TreeHash(t, filepath.Join(staged.Root, staged.Profile.DataDir))
+
+	ref := staged.Copy(t)
+	if out, err := runRestore(t, ref); err != nil || !strings.Contains(out, "RESTORE-OK") {
+		t.Fatalf("reference restore: %v\n%s", err, out)
+	}
+	want := outcome(t, ref)
+	if !strings.Contains(want, "kept="+oldData) {
+		t.Fatalf("reference restore did not keep the old data dir intact")
+	}
+
+	steps := []string{"verify-backup", "preflight", "keep-old-state", "restore-snapshot", "restore-static-resources", "rewrite-manifest"}
+	for i, step := range steps {
+		t.Run(step, func(t *testing.T) {
+			s := staged.Copy(t)
+			if step == "restore-static-resources" {
+				// make the step do work: the survivor lost a resource file
+				os.RemoveAll(filepath.Join(s.Root, "etc/kubernetes/static-pod-resources/kube-apiserver-pod-7/configmaps"))
+			}
+			out, err := runRestore(t, s, crashAfterStepEnv+"="+step)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("restore was not killed after %s: %v\n%s", step, err, out)
+			}
+			out, err = runRestore(t, s)
+			if err != nil || !strings.Contains(out, "RESTORE-OK") {
+				t.Fatalf("re-run after a crash after %s: %v\n%s", step, err, out)
+			}
+			if got := outcome(t, s); got != want {
+				t.Fatalf("after a crash after %s the result differs:\n got %s\nwant %s\n%s", step, got, want, out)
+			}
+			if i == 3 { // once: the resumed result really serves
+				startAndCheck(t, s)
+			}
+		})
+	}
+}
+
+func startAndCheck(t *testing.T, s *disaster.Scene) {
+	t.Helper()
+	m, err := manifest.Load(filepath.Join(s.Root, s.Profile.Manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := m.Invocation(manifest.Runtime{Root: s.Root, NodeName: s.Master.NodeName,
+		Files: map[string]string{"/run/etcd/environment": s.Master.RunEnvironment()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv, env := inv.OnHost(s.Root)
+	p := etcdtest.StartProcess(t, argv, env)
+	cli := s.PKI.Client(t, s.Master.ClientURL())
+	etcdtest.WaitHealthy(t, cli, p, time.Minute)
+	etcdtest.CheckKeys(t, cli, 0, s.Keys)
+	p.Stop()
+}
