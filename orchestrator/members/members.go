@@ -197,7 +197,7 @@ func AddLearner(ctx context.Context, cli *clientv3.Client, req AddRequest) (*Add
 			res.Removed = append(res.Removed, m)
 		}
 	}
-	resp, err := cli.MemberAddAsLearner(ctx, []string{req.PeerURL})
+	resp, err := addLearnerRetrying(ctx, cli, req.PeerURL)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrTooManyLearners) {
 			return nil, fmt.Errorf("%w: etcd already has a learner: wait until it is promoted, then retry", ErrPending)
@@ -311,4 +311,22 @@ func Missing(p *plan.Plan, list []Member) []string {
 		}
 	}
 	return out
+}
+
+// addLearnerRetrying retries while etcd refuses the add for lack of
+// connected peers: a member started or promoted less than etcd's health
+// interval (5s) ago does not count yet, so a join right after another one
+// meets this for a few seconds.
+func addLearnerRetrying(ctx context.Context, cli *clientv3.Client, peerURL string) (*clientv3.MemberAddResponse, error) {
+	for {
+		resp, err := cli.MemberAddAsLearner(ctx, []string{peerURL})
+		if err == nil || !(errors.Is(err, rpctypes.ErrUnhealthy) || errors.Is(err, rpctypes.ErrMemberNotEnoughStarted)) {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (still refused when the time ran out)", err)
+		case <-time.After(time.Second):
+		}
+	}
 }
