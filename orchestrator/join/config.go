@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -25,15 +27,62 @@ type MemberConfig struct {
 // to /etc/etcd/etcd.conf; etcd reads the ETCD_* variables it sets.
 const recoverMarker = "#[recover]"
 
+// recoverVars are the variables of the recover block and their etcd flags.
+var recoverVars = [][2]string{
+	{"ETCD_NAME", "name"},
+	{"ETCD_INITIAL_CLUSTER", "initial-cluster"},
+	{"ETCD_INITIAL_ADVERTISE_PEER_URLS", "initial-advertise-peer-urls"},
+	{"ETCD_INITIAL_CLUSTER_STATE", "initial-cluster-state"},
+}
+
+func (c MemberConfig) value(flag string) string {
+	switch flag {
+	case "name":
+		return c.Name
+	case "initial-cluster":
+		return c.InitialCluster
+	case "initial-advertise-peer-urls":
+		return c.PeerURL
+	}
+	return c.State
+}
+
+// hasFlag reports whether the manifest passes etcd the flag itself.
+func hasFlag(manifest, flag string) bool {
+	return regexp.MustCompile(`--` + regexp.QuoteMeta(flag) + `[= ]`).MatchString(manifest)
+}
+
 // renderEnvFile returns base without any earlier recover block, plus a
-// recover block for c, as the OpenShift 4.3 recovery script writes it.
-func renderEnvFile(base string, c MemberConfig) string {
+// recover block for c, as the OpenShift 4.3 recovery script writes it. A
+// variable whose flag the manifest already passes is left out: etcd 3.6+
+// stops when a variable is shadowed by a flag.
+func renderEnvFile(base, manifest string, c MemberConfig) string {
 	if i := strings.Index(base, recoverMarker); i >= 0 {
 		base = base[:i]
 	}
-	base = strings.TrimRight(base, "\n")
-	return fmt.Sprintf("%s\n\n%s\nETCD_NAME=%q\nETCD_INITIAL_CLUSTER=%q\nETCD_INITIAL_ADVERTISE_PEER_URLS=%q\nETCD_INITIAL_CLUSTER_STATE=%q\n",
-		base, recoverMarker, c.Name, c.InitialCluster, c.PeerURL, c.State)
+	var b strings.Builder
+	b.WriteString(strings.TrimRight(base, "\n"))
+	b.WriteString("\n\n" + recoverMarker + "\n")
+	for _, v := range recoverVars {
+		if !hasFlag(manifest, v[1]) {
+			fmt.Fprintf(&b, "%s=%q\n", v[0], c.value(v[1]))
+		}
+	}
+	return b.String()
+}
+
+// setScriptFlags replaces the values of the member's own flags where a
+// start script passes them (--name, --initial-cluster,
+// --initial-cluster-state); the advertised peer URL keeps the script's form.
+func setScriptFlags(manifest string, c MemberConfig) string {
+	for _, flag := range []string{"name", "initial-cluster", "initial-cluster-state"} {
+		re := regexp.MustCompile(`(--` + regexp.QuoteMeta(flag) + `[= ])("[^"]*"|\S+)`)
+		val := c.value(flag)
+		manifest = re.ReplaceAllStringFunc(manifest, func(m string) string {
+			return re.FindStringSubmatch(m)[1] + val
+		})
+	}
+	return manifest
 }
 
 // patchOpenShiftManifest drops etcd's --discovery-srv flag, so that etcd
@@ -90,6 +139,7 @@ type freshSpec struct {
 	Image     string
 	Config    MemberConfig
 	ClientURL string
+	ListenIP  string
 	// Cert paths on the host, absolute.
 	ServerCert, ServerKey, PeerCert, PeerKey, CACert string
 }
@@ -112,6 +162,10 @@ func renderFresh(s freshSpec) (string, error) {
 	if s.Prof.Name == profile.OpenShift43 {
 		name, ns = "etcd-member", "openshift-etcd"
 	}
+	listen := s.ListenIP
+	if listen == "" {
+		listen = "0.0.0.0"
+	}
 	certDir := "/" + s.Prof.CertDir
 	dataDir := "/" + s.Prof.DataDir
 	flags := []string{
@@ -120,9 +174,9 @@ func renderFresh(s freshSpec) (string, error) {
 		"--initial-cluster=" + s.Config.InitialCluster,
 		"--initial-cluster-state=" + s.Config.State,
 		"--initial-advertise-peer-urls=" + s.Config.PeerURL,
-		"--listen-peer-urls=https://0.0.0.0:" + peer.Port(),
+		"--listen-peer-urls=https://" + net.JoinHostPort(listen, peer.Port()),
 		"--advertise-client-urls=" + s.ClientURL,
-		"--listen-client-urls=https://0.0.0.0:" + client.Port(),
+		"--listen-client-urls=https://" + net.JoinHostPort(listen, client.Port()),
 		"--cert-file=" + s.ServerCert,
 		"--key-file=" + s.ServerKey,
 		"--trusted-ca-file=" + s.CACert,
@@ -174,32 +228,50 @@ spec:
 }
 
 // ReadMemberConfig reads back the member configuration join wrote under
-// root: the recover block of the environment file when the profile has one
-// and it holds the block, else the manifest's flags.
+// root: the flags the manifest passes (values still holding ${VARS} are
+// skipped), overlaid with the recover block of the environment file.
 func ReadMemberConfig(root string, prof *profile.Profile) (MemberConfig, error) {
-	if prof.EnvFile != "" {
-		if c, ok, err := readRecoverBlock(filepath.Join(root, prof.EnvFile)); err != nil || ok {
-			return c, err
-		}
-	}
 	b, err := os.ReadFile(filepath.Join(root, prof.Manifest))
 	if err != nil {
 		return MemberConfig{}, err
 	}
 	var c MemberConfig
 	for _, l := range strings.Split(string(b), "\n") {
-		t := strings.TrimPrefix(strings.TrimSpace(l), "- ")
-		for flag, dst := range map[string]*string{"--name=": &c.Name, "--initial-cluster=": &c.InitialCluster,
-			"--initial-cluster-state=": &c.State, "--initial-advertise-peer-urls=": &c.PeerURL} {
-			if v, ok := strings.CutPrefix(t, flag); ok {
-				*dst = v
+		t := strings.TrimSuffix(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "- ")), " \\")
+		for _, v := range recoverVars {
+			if val, ok := strings.CutPrefix(t, "--"+v[1]+"="); ok && !strings.Contains(val, "${") {
+				c.set(v[1], strings.Trim(val, `"`))
+			}
+		}
+	}
+	if prof.EnvFile != "" {
+		env, _, err := readRecoverBlock(filepath.Join(root, prof.EnvFile))
+		if err != nil {
+			return c, err
+		}
+		for _, v := range recoverVars {
+			if val := env.value(v[1]); val != "" {
+				c.set(v[1], val)
 			}
 		}
 	}
 	if c.Name == "" || c.InitialCluster == "" {
-		return c, fmt.Errorf("%s sets no --name and --initial-cluster", prof.Manifest)
+		return c, fmt.Errorf("%s sets no member name and initial cluster", prof.Manifest)
 	}
 	return c, nil
+}
+
+func (c *MemberConfig) set(flag, v string) {
+	switch flag {
+	case "name":
+		c.Name = v
+	case "initial-cluster":
+		c.InitialCluster = v
+	case "initial-advertise-peer-urls":
+		c.PeerURL = v
+	default:
+		c.State = v
+	}
 }
 
 func readRecoverBlock(path string) (MemberConfig, bool, error) {

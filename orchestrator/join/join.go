@@ -84,8 +84,9 @@ type Options struct {
 	// of its looks (default 2s).
 	WaitTimeout, WaitInterval time.Duration
 	// Image is the etcd image, used only when the master has no etcd
-	// manifest to adapt.
-	Image string
+	// manifest to adapt; ListenIP is where that new manifest has etcd
+	// listen (default 0.0.0.0).
+	Image, ListenIP string
 	// Out receives the step lines and the marker. Default: discarded.
 	Out io.Writer
 	// Now is the clock. Default time.Now.
@@ -761,22 +762,11 @@ func (jn *joiner) rendered() ([][2]string, error) {
 		}
 		base = string(b)
 	}
-	if jn.prof.EnvFile != "" {
-		envBase := ""
-		if k := jn.kept(jn.prof.EnvFile); k != "" {
-			b, err := os.ReadFile(k)
-			if err != nil {
-				return nil, fmt.Errorf("kept %s: %w", jn.prof.EnvFile, err)
-			}
-			envBase = string(b)
-		}
-		out = append(out, [2]string{jn.prof.EnvFile, renderEnvFile(envBase, mc)})
-	}
 	var manifest string
 	var err error
 	switch {
 	case base != "" && jn.prof.Name == profile.OpenShift43:
-		manifest = patchOpenShiftManifest(base)
+		manifest = setScriptFlags(patchOpenShiftManifest(base), mc)
 	case base != "":
 		manifest, err = setFlags(base, [][2]string{
 			{"name", mc.Name}, {"initial-cluster", mc.InitialCluster},
@@ -786,12 +776,23 @@ func (jn *joiner) rendered() ([][2]string, error) {
 		sc, sk := jn.certRel("server")
 		pc, pk := jn.certRel("peer")
 		manifest, err = renderFresh(freshSpec{
-			Prof: jn.prof, Image: jn.o.Image, Config: mc, ClientURL: jn.m.ClientURL,
+			Prof: jn.prof, Image: jn.o.Image, Config: mc, ClientURL: jn.m.ClientURL, ListenIP: jn.o.ListenIP,
 			ServerCert: "/" + sc, ServerKey: "/" + sk, PeerCert: "/" + pc, PeerKey: "/" + pk, CACert: "/" + jn.prof.CACert,
 		})
 	}
 	if err != nil {
 		return nil, err
+	}
+	if jn.prof.EnvFile != "" {
+		envBase := ""
+		if k := jn.kept(jn.prof.EnvFile); k != "" {
+			b, err := os.ReadFile(k)
+			if err != nil {
+				return nil, fmt.Errorf("kept %s: %w", jn.prof.EnvFile, err)
+			}
+			envBase = string(b)
+		}
+		out = append(out, [2]string{jn.prof.EnvFile, renderEnvFile(envBase, manifest, mc)})
 	}
 	return append(out, [2]string{jn.prof.Manifest, manifest}), nil
 }
