@@ -34,6 +34,12 @@ whole plan and changes nothing.`,
 		newBackupCmd(),
 		newVerifyBackupCmd(),
 		newRestoreCmd(),
+		newBuildImageCmd(),
+		newIgnitionCmd(),
+		newBootCmd(),
+		newSignerCmd(),
+		newJoinCmd(),
+		newStatusCmd(),
 	)
 	return root
 }
