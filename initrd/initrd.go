@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
@@ -137,7 +138,12 @@ func Build(ctx context.Context, cfg Config, out string) (*Result, error) {
 	cpioPath := filepath.Join(tmp, "initramfs.cpio")
 
 	fmt.Fprintf(cfg.Log, "initrd: building u-root busybox (%d commands) from %s\n", len(cfg.Commands), cfg.GoModDir)
-	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH("amd64"), golang.WithWorkingDir(cfg.GoModDir))
+	goroot, err := goRoot()
+	if err != nil {
+		return nil, err
+	}
+	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH("amd64"),
+		golang.WithGOROOT(goroot), golang.WithWorkingDir(cfg.GoModDir))
 	logger := llog.New(slog.LevelWarn, llog.WritePrintf(cfg.Log))
 	binSrc, err := filepath.Abs(cfg.Binary)
 	if err != nil {
@@ -236,6 +242,19 @@ func FindModuleRoot(dir string) (string, error) {
 			return "", fmt.Errorf("initrd: no go.mod requiring github.com/u-root/u-root above %s: run from the etcd-rescue source tree, or give a Go module directory that requires it", dir)
 		}
 	}
+}
+
+// goRoot finds the Go toolchain the busybox is built with: $GOROOT, else
+// what `go env GOROOT` says (a -trimpath binary does not know its own).
+func goRoot() (string, error) {
+	if r := os.Getenv("GOROOT"); r != "" {
+		return r, nil
+	}
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		return "", fmt.Errorf("initrd: building u-root's commands needs the Go toolchain on PATH: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // MiB formats a byte count for reports.

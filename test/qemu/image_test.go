@@ -1,0 +1,336 @@
+package qemu_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vincent-petithory/dataurl"
+
+	"github.com/etcd-rescue/etcd-rescue/ignition"
+	"github.com/etcd-rescue/etcd-rescue/image"
+	"github.com/etcd-rescue/etcd-rescue/initrd"
+	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/test/qemu"
+)
+
+// The image under test, built once by TestMain.
+var lab struct {
+	root, kernel, modules, binary, tmp string
+	accel                              string
+	imageDir                           string
+	report                             *image.Report
+	buildTime                          time.Duration
+}
+
+const testVersion = "test"
+
+func TestMain(m *testing.M) {
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL test/qemu:", err)
+		code = 1
+	}
+	if lab.tmp != "" {
+		os.RemoveAll(lab.tmp)
+	}
+	os.Exit(code)
+}
+
+// setup finds the kernel, builds etcd-rescue and the rescue image in every
+// format, then runs the tests. A missing prerequisite fails the package:
+// these tests are never skipped.
+func setup(m *testing.M) (int, error) {
+	root, err := initrd.FindModuleRoot("")
+	if err != nil {
+		return 1, err
+	}
+	lab.root = root
+	lab.kernel, lab.modules = os.Getenv("ETCD_RESCUE_KERNEL"), os.Getenv("ETCD_RESCUE_MODULES")
+	if lab.kernel == "" {
+		if lab.kernel, lab.modules, err = image.CachedKernel(root); err != nil {
+			return 1, fmt.Errorf("%w (or set ETCD_RESCUE_KERNEL and ETCD_RESCUE_MODULES)", err)
+		}
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "mkfs.ext4", "objcopy"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return 1, fmt.Errorf("%s not found: run `make deps`", tool)
+		}
+	}
+	if lab.tmp, err = os.MkdirTemp("", "etcd-rescue-image-test-"); err != nil {
+		return 1, err
+	}
+	lab.binary = filepath.Join(lab.tmp, "etcd-rescue")
+	build := exec.Command("go", "build", "-trimpath",
+		"-ldflags", "-s -w -buildid= -X github.com/etcd-rescue/etcd-rescue/internal/version.Version="+testVersion,
+		"-o", lab.binary, "./cmd/etcd-rescue")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return 1, fmt.Errorf("build etcd-rescue: %v\n%s", err, out)
+	}
+	lab.imageDir = filepath.Join(lab.tmp, "image-a")
+	start := time.Now()
+	if lab.report, err = buildImage(lab.imageDir); err != nil {
+		return 1, err
+	}
+	lab.buildTime = time.Since(start)
+	var b strings.Builder
+	lab.report.Print(&b)
+	fmt.Printf("rescue image built in %s:\n%s", lab.buildTime.Round(time.Second), b.String())
+	lab.accel = qemu.DetectAccel(lab.kernel)
+	fmt.Printf("QEMU accelerator: %s\n", lab.accel)
+	return m.Run(), nil
+}
+
+func buildImage(out string) (*image.Report, error) {
+	var log bytes.Buffer
+	rep, err := image.BuildRescue(context.Background(), image.Rescue{
+		Initrd:  initrd.Config{Binary: lab.binary, ModulesDir: lab.modules, GoModDir: lab.root, Log: &log},
+		Kernel:  lab.kernel,
+		Version: testVersion,
+		Format:  "all",
+		Out:     out,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("build rescue image: %w\n%s", err, log.String())
+	}
+	return rep, nil
+}
+
+const labPlan = `version: 1
+cluster: {name: lab, domain: lab.example}
+survivor: master-0
+members:
+- {name: master-0, peerURL: "https://192.0.2.10:2380"}
+- {name: master-1, peerURL: "https://192.0.2.11:2380"}
+- {name: master-2, peerURL: "https://192.0.2.12:2380"}
+`
+
+// disks are the shared disk images: a backup volume and a master root.
+var disks struct {
+	once         sync.Once
+	backup, root string
+	err          error
+}
+
+// labDisks makes (once) an ext4 backup volume holding a real etcd snapshot
+// (with its sha256 trailer) and a static resources tarball under etcd/, and
+// an unlabelled ext4 master root holding /etc/kubernetes/manifests.
+func labDisks(t *testing.T) (backupDisk, rootDisk string) {
+	t.Helper()
+	disks.once.Do(func() {
+		src := filepath.Join(lab.tmp, "backup-tree", "etcd")
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			disks.err = err
+			return
+		}
+		c := etcdtest.StartCluster(t, 1)
+		cli := c.Client(t)
+		etcdtest.PutKeys(t, cli, 0, 200)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		rc, err := cli.Snapshot(ctx)
+		if err != nil {
+			disks.err = err
+			return
+		}
+		var snap bytes.Buffer
+		_, err = snap.ReadFrom(rc)
+		rc.Close()
+		if err != nil {
+			disks.err = err
+			return
+		}
+		if err := os.WriteFile(filepath.Join(src, "snapshot_2026-01-02_030405.db"), snap.Bytes(), 0o600); err != nil {
+			disks.err = err
+			return
+		}
+		tgz, err := qemu.TarGz([2]string{"static-pod-resources/kube-apiserver-pod-3/configmaps/config/config.yaml", "apiVersion: v1\n"})
+		if err != nil {
+			disks.err = err
+			return
+		}
+		if err := os.WriteFile(filepath.Join(src, "static_kuberesources_2026-01-02_030405.tar.gz"), tgz, 0o600); err != nil {
+			disks.err = err
+			return
+		}
+		disks.backup = qemu.Ext4Image(t, filepath.Join(lab.tmp, "backup.ext4"), filepath.Dir(src), "backup", 32)
+
+		rootSrc := filepath.Join(lab.tmp, "root-tree")
+		if err := os.MkdirAll(filepath.Join(rootSrc, "etc/kubernetes/manifests"), 0o755); err != nil {
+			disks.err = err
+			return
+		}
+		if err := os.WriteFile(filepath.Join(rootSrc, "etc/kubernetes/manifests/etcd-member.yaml"), []byte("kind: Pod\n"), 0o644); err != nil {
+			disks.err = err
+			return
+		}
+		disks.root = qemu.Ext4Image(t, filepath.Join(lab.tmp, "root.ext4"), rootSrc, "", 32)
+	})
+	if disks.err != nil {
+		t.Fatalf("lab disks: %v", disks.err)
+	}
+	return qemu.CopyFile(t, disks.backup), qemu.CopyFile(t, disks.root)
+}
+
+func writeConfig(t *testing.T, raw []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.ign")
+	if err := os.WriteFile(p, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// bootOptions boots the image in the given format.
+func bootOptions(t *testing.T, format string) []qemu.Option {
+	dir := lab.imageDir
+	switch format {
+	case "pxe":
+		cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []qemu.Option{qemu.WithKernel(filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img"), strings.TrimSpace(string(cmdline)))}
+	case "raw":
+		return []qemu.Option{qemu.WithUEFI(), qemu.WithDisk(filepath.Join(dir, "etcd-rescue.raw"), qemu.Disk{Snapshot: true, Boot: true})}
+	case "iso":
+		return []qemu.Option{qemu.WithUEFI(), qemu.WithCDROM(filepath.Join(dir, "etcd-rescue.iso"))}
+	}
+	t.Fatalf("unknown format %s", format)
+	return nil
+}
+
+// TestBootVerify boots each format with a verify config over fw_cfg, a
+// backup volume and a master root, and waits for VERIFY-OK and the power
+// off. Neither disk may change.
+func TestBootVerify(t *testing.T) {
+	cfg, err := ignition.Build(ignition.Options{Plan: []byte(labPlan), Role: ignition.Role{Role: ignition.RoleVerify, Member: "master-0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := writeConfig(t, cfg)
+	for _, format := range image.Formats {
+		t.Run(format, func(t *testing.T) {
+			backupDisk, rootDisk := labDisks(t)
+			before := qemu.FileHash(t, backupDisk) + qemu.FileHash(t, rootDisk)
+			opts := append(bootOptions(t, format),
+				qemu.WithName("verify-"+format), qemu.WithAccel(lab.accel), qemu.WithTimeout(6*time.Minute),
+				qemu.WithIgnition(cfgPath),
+				qemu.WithDisk(backupDisk, qemu.Disk{Serial: "backup"}),
+				qemu.WithDisk(rootDisk, qemu.Disk{Serial: "root"}))
+			vm := qemu.Start(t, opts...)
+			first, err := vm.Expect("etcd-rescue "+testVersion+" starting", 3*time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: boot to the orchestrator's first line: %s (%s)", format, first.Round(10*time.Millisecond), lab.accel)
+			recordBootTime(t, format, first)
+			for _, want := range []string{
+				"config: fw_cfg opt/com.coreos/config: role verify, member master-0",
+				"root: vd",
+				"mounted on /run/etcd-rescue/root read-only",
+				"backup: vd",
+				"VERIFY-OK snapshot_2026-01-02_030405.db",
+				"etcd-rescue: powering off",
+			} {
+				if _, err := vm.Expect(want, 3*time.Minute); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := vm.Wait(time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if after := qemu.FileHash(t, backupDisk) + qemu.FileHash(t, rootDisk); after != before {
+				t.Errorf("a read-only verify changed a disk")
+			}
+		})
+	}
+}
+
+// TestBootBadConfigTouchesNoDisk boots with a broken config and with a
+// config whose plan is invalid: the console says what is wrong, the machine
+// powers off, and no disk is mounted or changed.
+func TestBootBadConfigTouchesNoDisk(t *testing.T) {
+	badPlan := `{"ignition":{"version":"3.4.0"},"storage":{"files":[` +
+		`{"path":"/etc/etcd-rescue/plan.yaml","contents":{"source":"` + dataurl.EncodeBytes([]byte("version: 1\ncluster: {name: lab}\nsurvivor: ghost\nmembers: []\n")) + `"}},` +
+		`{"path":"/etc/etcd-rescue/role.yaml","contents":{"source":"` + dataurl.EncodeBytes([]byte("role: verify\n")) + `"}}]}}`
+	for _, tc := range []struct {
+		name, config, want string
+	}{
+		{"garbage", `{"ignition": {"version": "3.4.0"`, "ETCD-RESCUE-FAILED: ignition config from fw_cfg opt/com.coreos/config: ignition config does not parse"},
+		{"invalid-plan", badPlan, "ETCD-RESCUE-FAILED: ignition config from fw_cfg opt/com.coreos/config: plan /etc/etcd-rescue/plan.yaml in the ignition config: members is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			backupDisk, rootDisk := labDisks(t)
+			before := qemu.FileHash(t, backupDisk) + qemu.FileHash(t, rootDisk)
+			opts := append(bootOptions(t, "pxe"),
+				qemu.WithName("badconfig-"+tc.name), qemu.WithAccel(lab.accel), qemu.WithTimeout(4*time.Minute),
+				qemu.WithIgnition(writeConfig(t, []byte(tc.config))),
+				qemu.WithDisk(backupDisk, qemu.Disk{}),
+				qemu.WithDisk(rootDisk, qemu.Disk{}))
+			vm := qemu.Start(t, opts...)
+			for _, want := range []string{tc.want, "etcd-rescue: powering off"} {
+				if _, err := vm.Expect(want, 3*time.Minute); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := vm.Wait(time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if out := vm.Console(); strings.Contains(out, "mounted on") {
+				t.Errorf("a disk was mounted despite the bad config")
+			}
+			if after := qemu.FileHash(t, backupDisk) + qemu.FileHash(t, rootDisk); after != before {
+				t.Errorf("a disk changed despite the bad config")
+			}
+		})
+	}
+}
+
+// TestImageReproducible builds the image a second time from the same inputs
+// and compares every output byte for byte.
+func TestImageReproducible(t *testing.T) {
+	second := filepath.Join(lab.tmp, "image-b")
+	rep, err := buildImage(second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Outputs) != len(lab.report.Outputs) {
+		t.Fatalf("second build wrote %d files, first %d", len(rep.Outputs), len(lab.report.Outputs))
+	}
+	for _, o := range lab.report.Outputs {
+		other := filepath.Join(second, filepath.Base(o.Path))
+		if a, b := qemu.FileHash(t, o.Path), qemu.FileHash(t, other); a != b {
+			t.Errorf("%s differs between two builds of the same inputs", filepath.Base(o.Path))
+		}
+	}
+	if lab.report.Initrd.Compressed > 30<<20 {
+		t.Errorf("initramfs is %s compressed, over the 30 MiB budget", initrd.MiB(lab.report.Initrd.Compressed))
+	}
+}
+
+var bootTimes sync.Map
+
+// recordBootTime keeps boot-to-first-line times in the output folder.
+func recordBootTime(t *testing.T, format string, d time.Duration) {
+	bootTimes.Store(format, d)
+	dir := filepath.Dir(qemu.OutputDir(t))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "boot-times.txt"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s %s %s boot-to-first-line %s\n", time.Now().UTC().Format(time.RFC3339), format, lab.accel, d.Round(10*time.Millisecond))
+}
