@@ -5,11 +5,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/live"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 )
 
 func newRestoreCmd() *cobra.Command {
-	var o restore.Options
+	var (
+		o           restore.Options
+		criEndpoint string
+	)
 	c := &cobra.Command{
 		Use:   "restore --backup DIR --name NAME --initial-cluster NAME=https://HOST:2380 [--root /] [--dry-run]",
 		Short: "Restore etcd quorum on the surviving master from a backup",
@@ -22,7 +26,16 @@ flags. --dry-run prints the plan and changes nothing.`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			o.Out = c.OutOrStdout()
 			if o.Online {
-				return fmt.Errorf("--online needs this host's kubelet and container runtime, which this build does not reach yet: stop the kubelet and the static pods, then run the restore offline with --root /")
+				if o.Root != "/" {
+					return fmt.Errorf("--online restores the running master: it takes --root / (got %s); a master disk mounted elsewhere is restored offline, without --online", o.Root)
+				}
+				cri, err := live.DialCRI(c.Context(), criEndpoint)
+				if err != nil {
+					return err
+				}
+				defer cri.Close()
+				cri.Out = o.Out
+				o.Host = &live.Host{Systemd: &live.Systemd{}, CRI: cri}
 			}
 			o.AfterStep = crashAfterStep()
 			return restore.Run(c.Context(), o)
@@ -43,5 +56,6 @@ flags. --dry-run prints the plan and changes nothing.`,
 	f.BoolVar(&o.Force, "force", false, "restore even though old members still answer on their peer URLs")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and change nothing")
 	f.BoolVar(&o.Online, "online", false, "on a live master: stop the static pods and kubelet first, start them after")
+	f.StringVar(&criEndpoint, "cri-endpoint", "", "container runtime socket for --online (default: CRI-O's, then containerd's)")
 	return c
 }

@@ -161,7 +161,7 @@ func (p *PKI) Config(t testing.TB, s MemberSpec) *embed.Config {
 	tlsInfo := transport.TLSInfo{CertFile: s.CertFile, KeyFile: s.KeyFile, TrustedCAFile: p.CAFile, ClientCertAuth: true}
 	cfg.ClientTLSInfo = tlsInfo
 	cfg.PeerTLSInfo = tlsInfo
-	cfg.LogLevel = "error"
+	cfg.LogLevel = "fatal" // embed logs shutdown noise at error level
 	cfg.LogOutputs = []string{"stderr"}
 	return cfg
 }

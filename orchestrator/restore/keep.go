@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 )
@@ -78,6 +79,9 @@ func (r *restore) oldEntries() []string {
 
 func (r *restore) keepOldState() error {
 	dataDir := r.abs(r.prof.DataDir)
+	if err := checkNotRunning(dataDir); err != nil {
+		return err
+	}
 	st, err := os.Stat(dataDir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -129,6 +133,9 @@ func (r *restore) keepOldState() error {
 			continue
 		}
 		from := r.abs(rel)
+		if rel == r.prof.Manifest {
+			from = r.manifestPath() // an online restore has it stopped
+		}
 		if _, err := os.Lstat(from); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -237,3 +244,15 @@ func nearestExisting(p string) string {
 }
 
 func parentDir(p string) string { return filepath.Dir(p) }
+
+// checkNotRunning refuses to touch a data dir an etcd is running on.
+func checkNotRunning(dataDir string) error {
+	busy, err := etcddata.InUse(etcddata.DBPath(dataDir))
+	if err != nil {
+		return err
+	}
+	if busy {
+		return fmt.Errorf("etcd is running on %s (it holds the lock of member/snap/db): stop it first, or restore with --online on a live master", dataDir)
+	}
+	return nil
+}

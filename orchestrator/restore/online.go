@@ -7,7 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/live"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 )
 
@@ -57,8 +60,24 @@ func (r *restore) staticPods(dir string) []string {
 	return names
 }
 
-func podName(file string) string {
-	return strings.TrimSuffix(strings.TrimSuffix(file, ".yaml"), ".yml")
+// podRef reads a static pod's namespace and name from its manifest.
+func podRef(path string) live.PodRef {
+	name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), ".yaml"), ".yml")
+	ref := live.PodRef{Namespace: "kube-system", Name: name}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ref
+	}
+	var pod struct {
+		Metadata struct{ Name, Namespace string } `json:"metadata"`
+	}
+	if yaml.Unmarshal(b, &pod) == nil && pod.Metadata.Name != "" {
+		ref.Name = pod.Metadata.Name
+		if pod.Metadata.Namespace != "" {
+			ref.Namespace = pod.Metadata.Namespace
+		}
+	}
+	return ref
 }
 
 func (r *restore) stopStaticPodsStep() steps.Step {
@@ -69,7 +88,7 @@ func (r *restore) stopStaticPodsStep() steps.Step {
 			return fmt.Sprintf("move the static pod manifests %v to %s and wait until their containers are gone", r.staticPods(dir), r.stoppedDir())
 		},
 		Check: func(context.Context) (steps.State, error) {
-			if r.restoreCommitted() || len(r.staticPods(dir)) == 0 {
+			if r.restoreCommitted() || (r.j.StepDone("stop-static-pods") && len(r.staticPods(dir)) == 0) {
 				return steps.Done, nil
 			}
 			return steps.ToDo, nil
@@ -78,13 +97,19 @@ func (r *restore) stopStaticPodsStep() steps.Step {
 			if err := os.MkdirAll(r.stoppedDir(), 0o700); err != nil {
 				return err
 			}
-			var pods []string
+			var pods []live.PodRef
+			for _, n := range r.staticPods(dir) {
+				pods = append(pods, podRef(filepath.Join(dir, n)))
+			}
+			// A resumed run finds some manifests moved already.
+			for _, n := range r.staticPods(r.stoppedDir()) {
+				pods = append(pods, podRef(filepath.Join(r.stoppedDir(), n)))
+			}
 			for _, n := range r.staticPods(dir) {
 				fmt.Fprintf(r.out, "    ..stopping %s\n", n)
 				if err := os.Rename(filepath.Join(dir, n), filepath.Join(r.stoppedDir(), n)); err != nil {
 					return err
 				}
-				pods = append(pods, podName(n))
 			}
 			if err := journal.SyncDir(dir); err != nil {
 				return err

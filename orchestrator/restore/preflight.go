@@ -69,6 +69,11 @@ func (r *restore) preflightStep() steps.Step {
 			if err := r.checkDisk(); err != nil {
 				return err
 			}
+			if !r.o.Online {
+				if err := checkNotRunning(r.abs(r.prof.DataDir)); err != nil {
+					return err
+				}
+			}
 			return r.checkOldPeers(ctx)
 		},
 	}

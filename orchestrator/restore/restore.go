@@ -23,6 +23,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/live"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
@@ -82,8 +83,8 @@ type Host interface {
 	StopKubelet(ctx context.Context) error
 	// StartKubelet starts the kubelet service.
 	StartKubelet(ctx context.Context) error
-	// WaitPodsGone waits until no container of the named static pods runs.
-	WaitPodsGone(ctx context.Context, pods []string) error
+	// WaitPodsGone waits until no container of the static pods runs.
+	WaitPodsGone(ctx context.Context, pods []live.PodRef) error
 }
 
 // Run restores. It prints every step and ends with RESTORE-OK or
