@@ -27,3 +27,17 @@ test: vet
 
 clean:
 	rm -rf $(BIN)
+
+# The Debian cloud kernel the rescue image boots, unpacked and indexed by
+# depmod into $(CACHE)/kernel/<version> (current links to it).
+.PHONY: kernel
+kernel:
+	@bash scripts/fetch-kernel.sh $(CACHE) >/dev/null
+	@echo "kernel: $$(cat $(CACHE)/kernel/VERSION) in $(CACHE)/kernel/current"
+
+# The rescue image in every format (pxe files, raw EFI disk, iso) with sizes.
+IMAGE_OUT ?= $(CURDIR)/out/image
+image: build kernel
+	$(BIN)/etcd-rescue build-image --format all --out $(IMAGE_OUT) --binary $(BIN)/etcd-rescue \
+		--kernel "$$(ls $(CACHE)/kernel/current/boot/vmlinuz-*)" \
+		--modules "$$(ls -d $(CACHE)/kernel/current/lib/modules/*)"
