@@ -22,8 +22,10 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-test: vet
-	$(GO) test -count=1 -timeout 40m ./...
+# Unit and integration tests (real etcd, real QEMU): installs what is
+# missing first, so it is the one command a fresh machine needs.
+test: deps kernel vet
+	$(GO) test -count=1 -timeout 60m ./...
 
 clean:
 	rm -rf $(BIN)
