@@ -85,7 +85,13 @@ type Server struct {
 	pool    *x509.CertPool
 	mu      sync.Mutex // serializes issuing and member changes
 	stop    chan StopReason
+	// failures counts refused tokens per client address.
+	failures map[string]int
 }
+
+// maxTokenFailures is how many refused tokens a client address gets before
+// the signer stops answering it.
+const maxTokenFailures = 10
 
 // New checks the configuration and prepares the serving certificate.
 func New(cfg Config) (*Server, error) {
@@ -137,7 +143,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cfg.CA.Cert)
-	return &Server{cfg: cfg, tlsCert: tc, pool: pool, stop: make(chan StopReason, 1)}, nil
+	return &Server{cfg: cfg, tlsCert: tc, pool: pool, stop: make(chan StopReason, 1), failures: map[string]int{}}, nil
 }
 
 // TLSConfig is the signer's server TLS configuration: TLS 1.2 or newer,
@@ -185,6 +191,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) (StopReason, error)
 		Handler:           s.Handler(),
 		TLSConfig:         s.TLSConfig(),
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      90 * time.Second, // a member add may wait for etcd
+		IdleTimeout:       time.Minute,
 		ErrorLog:          log.New(io.Discard, "", 0), // handshake noise from refused clients
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -350,9 +359,15 @@ func (s *Server) handleCertificates(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	client := clientHost(r)
+	if s.failures[client] >= maxTokenFailures {
+		s.refuse(w, r, http.StatusTooManyRequests, req.Name, fmt.Errorf("%d refused tokens from %s: this address is locked out until the signer restarts", s.failures[client], client))
+		return
+	}
 	kh := keysHash(csrs)
 	reissue, err := s.cfg.Tokens.check(req.Name, req.Token, kh, s.cfg.Now())
 	if err != nil {
+		s.failures[client]++
 		s.refuse(w, r, http.StatusForbidden, req.Name, err)
 		return
 	}
@@ -459,4 +474,12 @@ func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) {
 		s.cfg.Log.Printf("signer: added member %s (%x) as a learner, peer %s", m.Name, res.ID, m.PeerURL)
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+func clientHost(r *http.Request) string {
+	h, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return h
 }

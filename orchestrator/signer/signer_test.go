@@ -79,6 +79,7 @@ type fixture struct {
 	log    *syncBuffer
 	now    time.Time
 	done   chan StopReason
+	store  string
 }
 
 // startSigner runs a certificate-only signer on 127.0.0.1.
@@ -94,7 +95,8 @@ func startSigner(t *testing.T, mod func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Save(filepath.Join(t.TempDir(), "tokens.json")); err != nil {
+	f.store = filepath.Join(t.TempDir(), "tokens.json")
+	if err := store.Save(f.store); err != nil {
 		t.Fatal(err)
 	}
 	f.tokens = plain
@@ -286,10 +288,33 @@ func TestTokenSingleUseAndExpiry(t *testing.T) {
 	_, err := cl.Certificates(ctx, other)
 	wantRefused(t, err, 403, "already used")
 
+	// The use is on disk: a restarted signer still refuses the token.
+	st, err := LoadTokens(f.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := st.Tokens[req.Name]; r.Used == nil || r.KeysHash == "" {
+		t.Fatalf("stored record %+v does not show the use", r)
+	}
+
 	f.now = f.now.Add(2 * time.Hour)
 	req2, _ := f.request(t, 2)
 	_, err = cl.Certificates(ctx, req2)
 	wantRefused(t, err, 403, "expired")
+}
+
+func TestLocksOutTokenGuessing(t *testing.T) {
+	f := startSigner(t, nil)
+	cl := f.client(t)
+	for i := 0; i < maxTokenFailures; i++ {
+		req, _ := f.request(t, 1)
+		req.Token = "guess"
+		_, err := cl.Certificates(context.Background(), req)
+		wantRefused(t, err, 403, "wrong bootstrap token")
+	}
+	req, _ := f.request(t, 1)
+	_, err := cl.Certificates(context.Background(), req)
+	wantRefused(t, err, 429, "locked out")
 }
 
 func TestTLSOnly(t *testing.T) {
