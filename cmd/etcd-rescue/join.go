@@ -3,10 +3,12 @@ package main
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/etcd-rescue/etcd-rescue/ignition"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/join"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
@@ -33,6 +35,14 @@ reports a stale member of an old master (--replace-stale removes it).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			o.Out = c.OutOrStdout()
+			// What a master's Ignition config left under the root is the default.
+			exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+			if planPath == "" && exists(filepath.Join(o.Root, plan.DefaultPath)) {
+				planPath = filepath.Join(o.Root, plan.DefaultPath)
+			}
+			if tokenFile == "" && o.Token == "" && exists(filepath.Join(o.Root, ignition.TokenPath)) {
+				tokenFile = filepath.Join(o.Root, ignition.TokenPath)
+			}
 			if planPath != "" {
 				p, err := plan.Load(planPath)
 				if err != nil {
@@ -60,7 +70,7 @@ reports a stale member of an old master (--replace-stale removes it).`,
 	}
 	f := c.Flags()
 	f.StringVar(&o.Root, "root", "/", "this master's root filesystem")
-	f.StringVar(&planPath, "plan", "", "recovery plan (gives URLs, names and the signer)")
+	f.StringVar(&planPath, "plan", "", "recovery plan (gives URLs, names and the signer; default <root>"+plan.DefaultPath+" when present)")
 	f.StringVar(&profName, "profile", "", "master layout: openshift-4.3 or kubeadm (default: the plan's, else detect)")
 	f.StringVar(&o.Name, "name", "", "this member's etcd name")
 	f.StringVar(&o.Name, "member", "", "same as --name")
@@ -71,7 +81,7 @@ reports a stale member of an old master (--replace-stale removes it).`,
 	f.StringSliceVar(&o.Endpoints, "endpoints", nil, "client URLs of the restored cluster (default: the survivor's from the plan)")
 	f.StringVar(&o.Signer, "signer", "", "the signer's URL (default: the plan's)")
 	f.StringVar(&o.Token, "token", "", "this master's one-time bootstrap token")
-	f.StringVar(&tokenFile, "token-file", "", "file with the token (the token alone, or 'name token' lines)")
+	f.StringVar(&tokenFile, "token-file", "", "file with the token (the token alone, or 'name token' lines; default <root>"+ignition.TokenPath+" when present)")
 	f.StringVar(&o.CACert, "cacert", "", "etcd CA certificate to verify the signer (default: the profile's path under --root)")
 	f.StringVar(&o.CAHash, "ca-hash", "", "pin of the etcd CA instead of --cacert: sha256:<hex>, as the signer prints it")
 	f.BoolVar(&o.ReplaceStale, "replace-stale", false, "remove an old member holding this name or peer URL")
