@@ -1,0 +1,269 @@
+package restore_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
+)
+
+// fault is one bad input: it damages a copy of the scene (or the restore's
+// options), and the restore must fail saying want, with the master's root
+// byte for byte as it was.
+type fault struct {
+	name   string
+	damage func(t *testing.T, s *disaster.Scene, o *restore.Options)
+	want   string
+}
+
+func backupFiles(t *testing.T, s *disaster.Scene) (snap, tarball string) {
+	t.Helper()
+	return s.Backup.Snapshot[len(filepath.Dir(s.Backup.Snapshot))+1:], s.Backup.Resources[len(filepath.Dir(s.Backup.Resources))+1:]
+}
+
+func rewrite(t *testing.T, s *disaster.Scene, name string, f func([]byte) []byte) {
+	t.Helper()
+	p := filepath.Join(s.BackupDir, name)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, f(b), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func damageSnapshot(f func([]byte) []byte) func(*testing.T, *disaster.Scene, *restore.Options) {
+	return func(t *testing.T, s *disaster.Scene, _ *restore.Options) {
+		snap, _ := backupFiles(t, s)
+		rewrite(t, s, snap, f)
+	}
+}
+
+func flipAt(frac float64, fromEnd int) func([]byte) []byte {
+	return func(b []byte) []byte {
+		i := int(float64(len(b)) * frac)
+		if fromEnd > 0 {
+			i = len(b) - fromEnd
+		}
+		b[i] ^= 0x5a
+		return b
+	}
+}
+
+func truncateTo(frac float64) func([]byte) []byte {
+	return func(b []byte) []byte { return b[:int(float64(len(b))*frac)] }
+}
+
+// replaceTarball writes a resources tarball with the given entries.
+func replaceTarball(entries ...tar.Header) func(*testing.T, *disaster.Scene, *restore.Options) {
+	return func(t *testing.T, s *disaster.Scene, _ *restore.Options) {
+		_, name := backupFiles(t, s)
+		var buf bytes.Buffer
+		gz := gzip.NewWriter(&buf)
+		tw := tar.NewWriter(gz)
+		for _, h := range entries {
+			h := h
+			if h.Typeflag == 0 {
+				h.Typeflag = tar.TypeReg
+			}
+			if h.Mode == 0 {
+				h.Mode = 0o644
+			}
+			if err := tw.WriteHeader(&h); err != nil {
+				t.Fatal(err)
+			}
+			if h.Typeflag == tar.TypeReg && h.Size > 0 && h.Size < 1<<20 {
+				tw.Write(make([]byte, h.Size))
+			}
+		}
+		tw.Flush() // a 10 GB entry is refused at its header; its body never comes
+		gz.Close()
+		if err := os.WriteFile(filepath.Join(s.BackupDir, name), buf.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func withCluster(ic string) func(*testing.T, *disaster.Scene, *restore.Options) {
+	return func(_ *testing.T, _ *disaster.Scene, o *restore.Options) { o.InitialCluster = ic }
+}
+
+func TestBadInputFailsClearlyAndChangesNothing(t *testing.T) {
+	faults := []fault{
+		{"snapshot byte flipped in the header", damageSnapshot(flipAt(0, 100)), "is damaged: its sha256"},
+		{"snapshot byte flipped in the middle", damageSnapshot(flipAt(0.5, 0)), "is damaged: its sha256"},
+		{"snapshot byte flipped in the hash trailer", damageSnapshot(flipAt(0, 5)), "is damaged: its sha256"},
+		{"snapshot truncated at 10%", damageSnapshot(truncateTo(0.1)), "has no sha256 trailer"},
+		{"snapshot truncated at 50%", damageSnapshot(truncateTo(0.5)), "has no sha256 trailer"},
+		{"snapshot truncated by one byte", damageSnapshot(func(b []byte) []byte { return b[:len(b)-1] }), "has no sha256 trailer"},
+		{"snapshot empty", damageSnapshot(func([]byte) []byte { return nil }), "is empty"},
+		{"snapshot not a bbolt file", damageSnapshot(func(b []byte) []byte {
+			junk := bytes.Repeat([]byte("not bbolt"), 512)[:4096]
+			sum := sha256.Sum256(junk)
+			return append(junk, sum[:]...)
+		}), "fails etcd's integrity check"},
+		{"snapshot without hash trailer", damageSnapshot(func(b []byte) []byte { return b[:len(b)-32] }), "pass --skip-hash-check"},
+		{"pair timestamps do not match", func(t *testing.T, s *disaster.Scene, _ *restore.Options) {
+			_, tb := backupFiles(t, s)
+			os.Rename(filepath.Join(s.BackupDir, tb), filepath.Join(s.BackupDir, "static_kuberesources_2000-01-01_000000.tar.gz"))
+		}, "is incomplete"},
+		{"only the snapshot of the pair", func(t *testing.T, s *disaster.Scene, _ *restore.Options) {
+			_, tb := backupFiles(t, s)
+			os.Remove(filepath.Join(s.BackupDir, tb))
+		}, "has no static_kuberesources_"},
+		{"only the tarball of the pair", func(t *testing.T, s *disaster.Scene, _ *restore.Options) {
+			sn, _ := backupFiles(t, s)
+			os.Remove(filepath.Join(s.BackupDir, sn))
+		}, "has no snapshot_"},
+		{"no backup at all", func(t *testing.T, s *disaster.Scene, o *restore.Options) { o.BackupDir = t.TempDir() }, "no backup in"},
+		{"tarball with an absolute path", replaceTarball(tar.Header{Name: "/etc/shadow", Size: 3}), "absolute path"},
+		{"tarball with ..", replaceTarball(tar.Header{Name: "static-pod-resources/../../../etc/shadow", Size: 3}), `climbs out with ".."`},
+		{"tarball with an escaping symlink", replaceTarball(tar.Header{Name: "static-pod-resources/x", Typeflag: tar.TypeSymlink, Linkname: "../../../../etc"}), "points outside"},
+		{"tarball with an escaping hard link", replaceTarball(tar.Header{Name: "static-pod-resources/x", Typeflag: tar.TypeLink, Linkname: "/etc/shadow"}), "hard link"},
+		{"tarball with a device node", replaceTarball(tar.Header{Name: "static-pod-resources/sda", Typeflag: tar.TypeBlock, Devmajor: 8}), "device node"},
+		{"tarball expanding to 10 GB", replaceTarball(tar.Header{Name: "static-pod-resources/huge", Size: 10 << 30}), "past 2147483648 bytes"},
+		{"initial cluster missing a name", withCluster("=https://127.0.0.1:2380"), "has no member name"},
+		{"initial cluster naming a member twice", withCluster("a=https://127.0.0.1:2380,a=https://127.0.0.2:2380"), "names member \"a\" twice"},
+		{"initial cluster with a URL twice", withCluster("a=https://127.0.0.1:2380,b=https://127.0.0.1:2380"), "lists peer URL https://127.0.0.1:2380 twice"},
+		{"initial cluster with a non-URL", withCluster("a=etcd-0:2380"), "must start with https://"},
+		{"initial cluster without this member", withCluster("someone-else=https://127.0.0.1:2380"), "does not name this member"},
+		{"initial cluster of three members", func(t *testing.T, s *disaster.Scene, o *restore.Options) {
+			o.InitialCluster = s.InitialCluster() + ",b=https://127.0.0.2:2380,c=https://127.0.0.3:2380"
+		}, "a restore starts a one-member cluster"},
+		{"root of no known layout", func(t *testing.T, s *disaster.Scene, _ *restore.Options) {
+			os.Rename(filepath.Join(s.Root, s.Profile.Manifest), filepath.Join(s.Root, s.Profile.Manifest+".old"))
+		}, "no etcd manifest found"},
+		{"unknown profile", func(_ *testing.T, _ *disaster.Scene, o *restore.Options) { o.Profile = "rke3" }, "unknown profile \"rke3\""},
+	}
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			s := scene(t, profile.OpenShift43)
+			var out bytes.Buffer
+			o := options(s, &out)
+			f.damage(t, s, &o)
+			before := disaster.TreeHash(t, s.Root)
+			err := restore.Run(context.Background(), o)
+			if err == nil || !strings.Contains(err.Error(), f.want) {
+				t.Fatalf("err = %v, want it to say %q\n%s", err, f.want, out.String())
+			}
+			if !strings.Contains(out.String(), "RESTORE-FAILED: ") {
+				t.Errorf("no RESTORE-FAILED marker:\n%s", out.String())
+			}
+			if after := disaster.TreeHash(t, s.Root); after != before {
+				t.Fatalf("a refused restore changed the root: %v", disaster.TreeDiff(t, s.Root, s.Root))
+			}
+		})
+	}
+}
+
+func TestSnapshotWithoutTrailerRestoresWithSkipHashCheck(t *testing.T) {
+	s := scene(t, profile.Kubeadm)
+	damageSnapshot(func(b []byte) []byte { return b[:len(b)-32] })(t, s, nil)
+	var out bytes.Buffer
+	o := options(s, &out)
+	o.SkipHashCheck = true
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "no sha256 trailer") {
+		t.Errorf("no warning about the missing trailer:\n%s", out.String())
+	}
+	startFromManifest(t, s)
+}
+
+func mountTmpfs(t *testing.T, dir, size string) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs on %s (the test needs root, as CI has): %v %s", dir, err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+}
+
+// moveIntoMount replaces a folder's contents with a fresh mount holding them.
+func moveIntoMount(t *testing.T, dir, size string) {
+	t.Helper()
+	saved := dir + ".saved"
+	if err := os.Rename(dir, saved); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(dir, 0o700)
+	mountTmpfs(t, dir, size)
+	if out, err := exec.Command("cp", "-a", saved+"/.", dir).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	os.RemoveAll(saved)
+}
+
+func TestDataDirOnItsOwnMountKeepsTheMount(t *testing.T) {
+	s := scene(t, profile.Kubeadm)
+	dataDir := filepath.Join(s.Root, s.Profile.DataDir)
+	moveIntoMount(t, dataDir, "256m")
+	if err := os.Mkdir(filepath.Join(dataDir, "lost+found"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := disaster.TreeHash(t, filepath.Join(dataDir, "member"))
+	var out bytes.Buffer
+	if err := restore.Run(context.Background(), options(s, &out)); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	kept, _ := filepath.Glob(filepath.Join(dataDir, "etcd-rescue-kept-*", "member"))
+	if len(kept) != 1 || disaster.TreeHash(t, kept[0]) != old {
+		t.Fatalf("old member folder not kept inside the mount: %v\n%s", kept, out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "lost+found")); err != nil {
+		t.Errorf("lost+found was moved: %v", err)
+	}
+	startFromManifest(t, s)
+}
+
+func TestDiskFullFailsKeepsOldDataAndResumes(t *testing.T) {
+	s := scene(t, profile.Kubeadm)
+	dataDir := filepath.Join(s.Root, s.Profile.DataDir)
+	moveIntoMount(t, dataDir, "200m")
+	old := disaster.TreeHash(t, filepath.Join(dataDir, "member"))
+	// Fill the mount so that the old data fits and the restore does not,
+	// while the free-space check (which the test overrides) lets it try.
+	filler := filepath.Join(dataDir, "filler")
+	exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=64k").Run()
+	var out bytes.Buffer
+	o := options(s, &out)
+	o.DiskFree = func(string) (uint64, error) { return 1 << 40, nil }
+	err := restore.Run(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("restore on a full disk: err = %v\n%s", err, out.String())
+	}
+	kept, _ := filepath.Glob(filepath.Join(dataDir, "etcd-rescue-kept-*", "member"))
+	if len(kept) != 1 || disaster.TreeHash(t, kept[0]) != old {
+		t.Fatalf("old data not intact after the failure: %v", kept)
+	}
+	// The operator frees space and runs the same command again.
+	if err := os.Remove(filepath.Join(dataDir, "etcd-rescue-kept-"+runID(t, out.String()), "filler")); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("re-run after freeing space: %v\n%s", err, out.String())
+	}
+	startFromManifest(t, s)
+}
+
+// runID reads the run id from a restore's output (the kept folder's name).
+func runID(t *testing.T, out string) string {
+	t.Helper()
+	i := strings.Index(out, "etcd-rescue-kept-")
+	if i < 0 {
+		t.Fatalf("no kept folder in:\n%s", out)
+	}
+	return out[i+len("etcd-rescue-kept-") : i+len("etcd-rescue-kept-")+15]
+}
