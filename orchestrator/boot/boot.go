@@ -77,6 +77,10 @@ type Machine struct {
 	// PowerOff and Reboot end the machine; they return only on error.
 	PowerOff func() error
 	Reboot   func() error
+	// Network, when set, brings up the network the role needs (the
+	// member's static address from the plan). A failure is reported and
+	// the role runs without network.
+	Network func(ctx context.Context, env *Env) error
 
 	mounts []mounted
 	flags  map[string]string
@@ -157,6 +161,11 @@ func (m *Machine) Boot(ctx context.Context) (err error) {
 		env.Member, _ = cfg.Plan.Member(cfg.Role.Member)
 	}
 
+	if m.Network != nil {
+		if err := m.Network(ctx, env); err != nil {
+			fmt.Fprintf(m.Console, "network: %s: the role runs without network\n", oneLine(err))
+		}
+	}
 	disks := m.scanDisks(ctx, env, spec)
 	if err := m.setupRoot(ctx, env, spec, disks); err != nil {
 		return err

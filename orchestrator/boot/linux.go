@@ -3,11 +3,15 @@
 package boot
 
 import (
+	"context"
 	"errors"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/netup"
 )
 
 // Linux returns a Machine wired to the real system calls.
@@ -31,6 +35,9 @@ func Linux(console *os.File, version string) *Machine {
 		Sync:        unix.Sync,
 		PowerOff:    func() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF) },
 		Reboot:      func() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART) },
+		Network: func(ctx context.Context, env *Env) error {
+			return netup.Static(ctx, env.Member, 15*time.Second, env.Console)
+		},
 	}
 }
 

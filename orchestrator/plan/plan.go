@@ -64,7 +64,11 @@ type Member struct {
 	// Host is the node name of the master that runs the member.
 	Host string `json:"host,omitempty"`
 	// IP is the master's address; it is a SAN of the member's certificates.
+	// The rescue image gives it to its first network interface.
 	IP string `json:"ip,omitempty"`
+	// Prefix is the length of IP's network prefix for that static address.
+	// Default 24 for IPv4, 64 for IPv6.
+	Prefix int `json:"prefix,omitempty"`
 	// DNSName is the member's etcd-N name; it is a SAN of the member's certificates.
 	DNSName string `json:"dnsName,omitempty"`
 	// PeerURL is the member's peer URL (https://HOST:2380).
@@ -203,6 +207,9 @@ func (p *Plan) Validate() error {
 		}
 		if m.IP != "" && net.ParseIP(m.IP) == nil {
 			add("%s (%s) ip %q is not an IP address", where, m.Name, m.IP)
+		}
+		if m.Prefix < 0 || m.Prefix > 128 || (m.Prefix > 32 && net.ParseIP(m.IP).To4() != nil) {
+			add("%s (%s) prefix %d is not a prefix length for %s", where, m.Name, m.Prefix, m.IP)
 		}
 	}
 	if p.Survivor == "" {

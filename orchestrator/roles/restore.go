@@ -1,0 +1,226 @@
+// Package roles wires the recovery roles into the rescue image's boot:
+// importing it registers the restore role (the join role registers itself
+// from package join, the verify role from package boot). The boot
+// subcommand imports it for that side effect.
+package roles
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/etcd-rescue/etcd-rescue/ignition"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/boot"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/signer"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
+
+	// The join role registers itself.
+	_ "github.com/etcd-rescue/etcd-rescue/orchestrator/join"
+)
+
+// SignerTokensFile is the Ignition file holding the signer's token store
+// (hashes only, as `etcd-rescue signer tokens --store` writes it). When the
+// restore config carries it, the restore installs it for the signer, so the
+// clear tokens the operator generated beforehand are the ones new masters
+// use. Without it the signer generates tokens at its first start and writes
+// them on the survivor (var/lib/etcd-rescue/signer/tokens.txt).
+const SignerTokensFile = ignition.Dir + "/signer-tokens.json"
+
+func init() {
+	boot.Register(ignition.RoleRestore, Restore, boot.WritableRoot(), boot.NeedsBackup())
+}
+
+// Restore is the restore role of the rescue image. On the survivor's root
+// it restores the backup as a one-member cluster (restore.Run with the
+// survivor alone as the initial cluster), then installs the temporary
+// recovery service: the etcd-rescue binary, the plan, the token store when
+// the config carries one, and the signer's systemd unit. It ends with
+// RESTORE-OK only when both parts succeeded, or RESTORE-FAILED: reason.
+func Restore(ctx context.Context, env *boot.Env) error {
+	p := env.Plan
+	name := env.Role.Member
+	if name == "" {
+		name = p.Survivor
+	}
+	m, ok := p.Member(name)
+	if !ok {
+		err := fmt.Errorf("member %q is not in the plan", name)
+		fmt.Fprintf(env.Console, "RESTORE-FAILED: %v\n", err)
+		return err
+	}
+	// restore.Run prints its own marker; hold back its OK line until the
+	// recovery service is installed too.
+	hold := &holdMarker{w: env.Console, prefix: "RESTORE-OK"}
+	err := restore.Run(ctx, restore.Options{
+		Root:           env.Root,
+		BackupDir:      env.Backup,
+		Name:           m.Name,
+		NodeName:       m.Host,
+		InitialCluster: plan.InitialCluster(m),
+		Profile:        p.Profile,
+		SkipHashCheck:  p.Backup.SkipHashCheck,
+		DryRun:         env.DryRun,
+		Out:            hold,
+	})
+	hold.flush()
+	if err != nil {
+		return err // RESTORE-FAILED was printed
+	}
+	summary := strings.TrimSpace(strings.TrimPrefix(hold.held(), "RESTORE-OK"))
+	r := steps.Runner{Operation: "restore", Out: env.Console, DryRun: env.DryRun}
+	return r.Run(ctx, installSteps(env), func() string {
+		if summary == "" {
+			return "recovery service installed"
+		}
+		return summary + "; recovery service installed"
+	})
+}
+
+// installSteps put the recovery service on the restored root, so that it
+// runs when the survivor boots its own OS again.
+func installSteps(env *boot.Env) []steps.Step {
+	root := env.Root
+	binDst := filepath.Join(root, signer.DefaultBinary)
+	planDst := filepath.Join(root, plan.DefaultPath)
+	tokDst := filepath.Join(root, signer.StateDir, "tokens.json")
+	planBytes := env.Files[ignition.PlanPath].Data
+	tokens, haveTokens := env.Files[SignerTokensFile]
+
+	fileStep := func(name, dst string, data func() ([]byte, error), mode os.FileMode, what string) steps.Step {
+		return steps.Step{
+			Name:     name,
+			Describe: func() string { return what + " to " + dst },
+			Check: func(context.Context) (steps.State, error) {
+				want, err := data()
+				if err != nil {
+					return steps.ToDo, err
+				}
+				if have, err := os.ReadFile(dst); err == nil && bytes.Equal(have, want) {
+					return steps.Done, nil
+				}
+				return steps.ToDo, nil
+			},
+			Run: func(context.Context) error {
+				want, err := data()
+				if err != nil {
+					return err
+				}
+				return journal.WriteFileAtomic(dst, want, mode)
+			},
+		}
+	}
+	list := []steps.Step{
+		fileStep("install-binary", binDst, selfBinary, 0o755, "copy this etcd-rescue binary (the signer runs it)"),
+		fileStep("install-plan", planDst, func() ([]byte, error) {
+			if len(planBytes) == 0 {
+				return nil, fmt.Errorf("the ignition config carries no %s to give the signer", ignition.PlanPath)
+			}
+			return planBytes, nil
+		}, 0o644, "write the recovery plan"),
+	}
+	if haveTokens {
+		list = append(list, fileStep("install-tokens", tokDst, func() ([]byte, error) { return tokens.Data, nil }, 0o600,
+			"write the signer's token store (hashes of the new masters' tokens)"))
+	}
+	list = append(list, steps.Step{
+		Name:     "install-signer",
+		Describe: func() string { return "install the signer's systemd unit into " + root + " (it removes itself at full membership)" },
+		Check: func(context.Context) (steps.State, error) {
+			files, err := signer.Manifest(signer.InstallOptions{})
+			if err != nil {
+				return steps.ToDo, err
+			}
+			for _, f := range files {
+				p := filepath.Join(root, f.Path)
+				if f.Link != "" {
+					if l, err := os.Readlink(p); err != nil || l != f.Link {
+						return steps.ToDo, nil
+					}
+					continue
+				}
+				if b, err := os.ReadFile(p); err != nil || !bytes.Equal(b, f.Content) {
+					return steps.ToDo, nil
+				}
+			}
+			return steps.Done, nil
+		},
+		Run: func(context.Context) error {
+			_, err := signer.Install(root, signer.InstallOptions{})
+			return err
+		},
+	})
+	return list
+}
+
+// selfBinary reads the running etcd-rescue binary.
+func selfBinary() ([]byte, error) {
+	p, err := os.Executable()
+	if err != nil {
+		p = "/proc/self/exe"
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read the running etcd-rescue binary to install it: %w", err)
+	}
+	if len(b) == 0 {
+		return nil, errors.New("the running etcd-rescue binary reads as empty")
+	}
+	return b, nil
+}
+
+// holdMarker passes lines through, except the one starting with prefix,
+// which it keeps for the caller.
+type holdMarker struct {
+	w      io.Writer
+	prefix string
+
+	mu      sync.Mutex
+	partial []byte
+	marker  string
+}
+
+func (h *holdMarker) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.partial = append(h.partial, p...)
+	for {
+		i := bytes.IndexByte(h.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(h.partial[:i+1])
+		h.partial = h.partial[i+1:]
+		if strings.HasPrefix(line, h.prefix) {
+			h.marker = strings.TrimSuffix(line, "\n")
+			continue
+		}
+		if _, err := io.WriteString(h.w, line); err != nil {
+			return len(p), err
+		}
+	}
+	return len(p), nil
+}
+
+func (h *holdMarker) flush() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.partial) > 0 {
+		h.w.Write(h.partial)
+		h.partial = nil
+	}
+}
+
+func (h *holdMarker) held() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.marker
+}
