@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -83,6 +84,9 @@ type Options struct {
 	// WaitTimeout bounds the wait (default 20m); WaitInterval is the pace
 	// of its looks (default 2s).
 	WaitTimeout, WaitInterval time.Duration
+	// SignerTimeout is how long an unreachable or not yet ready signer is
+	// retried (default 5m); refusals are final at once.
+	SignerTimeout time.Duration
 	// Image is the etcd image, used only when the master has no etcd
 	// manifest to adapt; ListenIP is where that new manifest has etcd
 	// listen (default 0.0.0.0).
@@ -562,7 +566,11 @@ func (jn *joiner) requestCerts(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := cl.Certificates(ctx, req)
+	var resp *signer.CertResponse
+	err = jn.retrySigner(ctx, "certificates", func() (err error) {
+		resp, err = cl.Certificates(ctx, req)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -605,6 +613,34 @@ func (jn *joiner) requestCerts(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// retrySigner calls fn until it succeeds, the signer refuses for good, or
+// SignerTimeout ends: a master may boot before the restored master's
+// signer or etcd is up, which shows as a connection error or a 503.
+func (jn *joiner) retrySigner(ctx context.Context, what string, fn func() error) error {
+	timeout := jn.o.SignerTimeout
+	if timeout == 0 {
+		timeout = 5 * time.Minute
+	}
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		err := fn()
+		var re *signer.RefusedError
+		if err == nil || (errors.As(err, &re) && re.Status != http.StatusServiceUnavailable) || time.Now().After(deadline) {
+			return err
+		}
+		if err.Error() != last {
+			fmt.Fprintf(jn.out, "%s: signer not ready (%v); retrying for up to %s\n", what, err, time.Until(deadline).Round(time.Second))
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(3 * time.Second):
+		}
+	}
 }
 
 // makeCSR builds a CSR for a member's certificate kind with the SANs the
@@ -728,7 +764,11 @@ func (jn *joiner) addMember(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := cl.AddMember(ctx, signer.MemberRequest{Name: jn.m.Name, PeerURL: jn.m.PeerURL, ReplaceStale: jn.o.ReplaceStale})
+	var resp *signer.MemberResponse
+	err = jn.retrySigner(ctx, "member-add", func() (err error) {
+		resp, err = cl.AddMember(ctx, signer.MemberRequest{Name: jn.m.Name, PeerURL: jn.m.PeerURL, ReplaceStale: jn.o.ReplaceStale})
+		return err
+	})
 	if err != nil {
 		return err
 	}

@@ -292,6 +292,14 @@ func TestGrowToFullMembership(t *testing.T) {
 		t.Fatalf("foreign SAN: err = %v\n%s", err, out.String())
 	}
 
+	// A signer that is not up yet is retried, within bounds.
+	out.Reset()
+	down := bad
+	down.Root, down.DNSName, down.PeerURL, down.Signer, down.SignerTimeout = t.TempDir(), m1.DNSName, m1.PeerURL, etcdtest.FreeURL(t), time.Second
+	if err := Run(ctx, down); err == nil || !strings.Contains(out.String(), "certificates: signer not ready") {
+		t.Fatalf("signer down: err = %v\n%s", err, out.String())
+	}
+
 	// The real join of master 1: configure, start etcd, wait.
 	t0 := time.Now()
 	out.Reset()
