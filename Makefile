@@ -24,7 +24,7 @@ vet:
 
 # Unit and integration tests (real etcd, real QEMU): installs what is
 # missing first, so it is the one command a fresh machine needs.
-test: deps kernel vet
+test: deps kernel etcd-versions vet
 	$(GO) test -count=1 -timeout 60m ./...
 
 clean:
@@ -43,3 +43,11 @@ image: build kernel
 	$(BIN)/etcd-rescue build-image --format all --out $(IMAGE_OUT) --binary $(BIN)/etcd-rescue \
 		--kernel "$$(ls $(CACHE)/kernel/current/boot/vmlinuz-*)" \
 		--modules "$$(ls -d $(CACHE)/kernel/current/lib/modules/*)"
+
+# Real etcd servers of the versions clusters run, for the compatibility
+# tests: 3.4 comes from Debian (make deps), 3.5 and 3.6 are built here.
+ETCD_VERSIONS ?= 3.5.35 3.6.16
+.PHONY: etcd-versions
+etcd-versions:
+	@for v in $(ETCD_VERSIONS); do bash scripts/build-etcd.sh $$v $(CACHE) >/dev/null || exit 1; done
+	@echo "etcd-versions: $(ETCD_VERSIONS) in $(CACHE)/etcd"

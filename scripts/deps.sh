@@ -9,7 +9,7 @@ set -euo pipefail
 pkgs=(
 	qemu-system-x86 qemu-utils ovmf systemd-boot-efi binutils
 	e2fsprogs xfsprogs dosfstools mtools kmod cpio xz-utils zstd
-	iproute2 util-linux ca-certificates dbus-daemon
+	iproute2 util-linux ca-certificates dbus-daemon etcd-server
 )
 
 missing=()

@@ -55,8 +55,14 @@ type Process struct {
 // test cleanup.
 func StartProcess(t testing.TB, argv, env []string) *Process {
 	t.Helper()
+	return StartBinary(t, Binary(t), argv, env)
+}
+
+// StartBinary is StartProcess with a given etcd binary (another version).
+func StartBinary(t testing.TB, bin string, argv, env []string) *Process {
+	t.Helper()
 	p := &Process{Log: &strings.Builder{}}
-	p.Cmd = exec.Command(Binary(t), argv[1:]...)
+	p.Cmd = exec.Command(bin, argv[1:]...)
 	p.Cmd.Env = env
 	p.Cmd.Stdout = lockedWriter{p}
 	p.Cmd.Stderr = lockedWriter{p}
@@ -121,4 +127,36 @@ func WaitHealthy(t testing.TB, cli *clientv3.Client, p *Process, timeout time.Du
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// CompatVersions are the etcd versions real clusters run that the
+// compatibility tests restore for: Debian's etcd-server (3.4), 3.5 and 3.6
+// built by scripts/build-etcd.sh, and the version etcd-rescue links.
+var CompatVersions = []string{"3.4.23", "3.5.35", "3.6.16", "3.7.3"}
+
+// VersionBinary returns an etcd server binary of the given version.
+func VersionBinary(t testing.TB, version string) string {
+	t.Helper()
+	var bin string
+	switch {
+	case strings.HasPrefix(version, "3.7."):
+		bin = Binary(t)
+	case strings.HasPrefix(version, "3.4."):
+		bin = "/usr/bin/etcd" // Debian's etcd-server, installed by make deps
+	default:
+		bin = filepath.Join(moduleRoot(t), ".cache", "etcd", version, "etcd")
+	}
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "etcd Version: "+version) {
+		t.Fatalf("etcd %s not found at %s (%v %s): `make deps etcd-versions` installs and builds it (make test runs both)", version, bin, err, out)
+	}
+	return bin
+}
+
+func moduleRoot(t testing.TB) string {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
 }

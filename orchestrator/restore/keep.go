@@ -82,6 +82,9 @@ func (r *restore) keepOldState() error {
 	if err := checkNotRunning(dataDir); err != nil {
 		return err
 	}
+	if err := r.j.Note("backupFile", r.backupFile); err != nil {
+		return err
+	}
 	st, err := os.Stat(dataDir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -38,7 +39,7 @@ func (r *restore) verifyBackupStep() steps.Step {
 			}
 			r.set, r.report = set, rep
 			indented(r.out, rep.Print)
-			return nil
+			return r.sameBackupAsBefore()
 		},
 	}
 }
@@ -50,6 +51,24 @@ func indented(w io.Writer, print func(io.Writer)) {
 	for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
 		fmt.Fprintf(w, "    %s\n", line)
 	}
+}
+
+// sameBackupAsBefore makes a resumed run restore the backup the first
+// attempt chose: a newer backup appearing in between must not mix in.
+func (r *restore) sameBackupAsBefore() error {
+	name := filepath.Base(r.set.Snapshot)
+	if r.set.Form == backup.SingleFile {
+		name = filepath.Base(r.set.Resources)
+	}
+	r.backupFile = name
+	prev := r.j.Notes["backupFile"] // written by the first step that changes anything
+	switch {
+	case prev == "":
+	case prev != name && !r.restoreCommitted():
+		return fmt.Errorf("this restore started from %s but now finds %s: pass --backup-timestamp to pick the same backup, or move %s aside to start over",
+			prev, name, r.j.File())
+	}
+	return nil
 }
 
 func (r *restore) preflightStep() steps.Step {

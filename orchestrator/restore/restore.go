@@ -117,14 +117,17 @@ func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", ";
 
 // restore is one run's state.
 type restore struct {
-	o       Options
-	out     io.Writer
-	prof    *profile.Profile
-	member  plan.Member
-	j       *journal.Journal
-	set     *backup.Set
-	report  *backup.Report
-	tmpDirs []string
+	o      Options
+	out    io.Writer
+	prof   *profile.Profile
+	member plan.Member
+	j      *journal.Journal
+	set    *backup.Set
+	report *backup.Report
+	// backupFile names the backup this run restores (journaled once the
+	// run changes anything).
+	backupFile string
+	tmpDirs    []string
 }
 
 func (r *restore) now() time.Time {
@@ -226,9 +229,11 @@ func newRestore(o Options) (*restore, error) {
 	return r, nil
 }
 
+// params identify a run. The backup's folder is not one of them: the rescue
+// image may mount the backup volume elsewhere after a power loss; the
+// backup itself is checked by name in the verify step.
 func (r *restore) params() map[string]string {
 	return map[string]string{
-		"backup":         r.o.BackupDir,
 		"timestamp":      r.o.BackupTimestamp,
 		"name":           r.o.Name,
 		"initialCluster": r.o.InitialCluster,
