@@ -327,7 +327,12 @@ func TestGrowToFullMembership(t *testing.T) {
 	if err := Run(ctx, o); err != nil {
 		t.Fatalf("join 1 wait: %v\n%s", err, out.String())
 	}
-	mustContain(t, "join 1 wait", out.String(), "step 1/6 keep-old-state: skipped", "step 4/6 member-add: skipped", "step 6/6 wait-healthy: started", "wait: voting, HashKV", "JOIN-OK")
+	mustContain(t, "join 1 wait", out.String(), "step 1/6 keep-old-state: skipped", "step 4/6 member-add: skipped", "step 6/6 wait-healthy: ", "JOIN-OK")
+	// The wait either ran or found the member healthy already (etcd may
+	// publish and the signer promote within the first look).
+	if strings.Contains(out.String(), "wait-healthy: started") {
+		mustContain(t, "join 1 wait", out.String(), "wait: voting, HashKV")
+	}
 	t.Logf("master 1 joined in %s", time.Since(t0).Round(time.Millisecond))
 
 	// Master 2 is fresh: no CA (it pins it), no manifest (it gets a new one).
