@@ -51,3 +51,10 @@ ETCD_VERSIONS ?= 3.5.35 3.6.16
 etcd-versions:
 	@for v in $(ETCD_VERSIONS); do bash scripts/build-etcd.sh $$v $(CACHE) >/dev/null || exit 1; done
 	@echo "etcd-versions: $(ETCD_VERSIONS) in $(CACHE)/etcd"
+
+# Benchmarks (a program, not timed tests): restore and verification against
+# etcdutl on 256 MiB to 8 GiB snapshots; writes bench/RESULTS.md.
+BENCH_SIZES ?= 256M,1G,4G,8G
+.PHONY: bench
+bench: build
+	$(GO) run ./bench -sizes $(BENCH_SIZES) -etcd-rescue $(BIN)/etcd-rescue -out bench/RESULTS.md

@@ -147,9 +147,11 @@ func (r *restore) restoreSnapshot() error {
 		PeerURLs:            []string{r.member.PeerURL},
 		InitialCluster:      r.o.InitialCluster,
 		InitialClusterToken: r.token(),
-		SkipHashCheck:       !r.report.Snapshot.HasHash,
-		RevisionBump:        uint64(bump),
-		MarkCompacted:       bump > 0,
+		// The verify-backup step checked the trailer (or the operator
+		// accepted its absence); hashing the copy again reads it twice.
+		SkipHashCheck: true,
+		RevisionBump:  uint64(bump),
+		MarkCompacted: bump > 0,
 	})
 	if err != nil {
 		return fmt.Errorf("etcd snapshot restore: %w", err)

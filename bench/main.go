@@ -1,0 +1,112 @@
+// Command bench measures etcd-rescue against what a user would otherwise
+// run, in the same run: the offline restore against a plain
+// `etcdutl snapshot restore` (and a copy of the file with fsync, the
+// floor), and verify-backup against `etcdutl snapshot status`, on
+// snapshots of realistic shape from 256 MiB to 8 GiB. It prints a table
+// and writes bench/RESULTS.md.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	cacheDefault := os.Getenv("ETCD_RESCUE_CACHE")
+	if cacheDefault == "" {
+		home, _ := os.UserHomeDir()
+		cacheDefault = filepath.Join(home, ".cache", "etcd-rescue")
+	}
+	var (
+		sizes   = flag.String("sizes", "256M,1G,4G,8G", "snapshot sizes")
+		runs    = flag.Int("runs", 3, "runs of each tool per size, alternating")
+		cache   = flag.String("cache", filepath.Join(cacheDefault, "bench"), "where generated snapshots are kept between runs")
+		work    = flag.String("work", "", "scratch folder for restores (default: a folder under the cache)")
+		rescue  = flag.String("etcd-rescue", "bin/etcd-rescue", "the etcd-rescue binary")
+		etcdutl = flag.String("etcdutl", "", "the etcdutl binary (default: built from go.etcd.io/etcd/etcdutl/v3 at go.mod's version)")
+		out     = flag.String("out", "bench/RESULTS.md", "results file")
+	)
+	flag.Parse()
+	if err := run(config{sizes: *sizes, runs: *runs, cache: *cache, work: *work, rescue: *rescue, etcdutl: *etcdutl, out: *out}); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	sizes, cache, work, rescue, etcdutl, out string
+	runs                                     int
+}
+
+func run(c config) error {
+	if c.work == "" {
+		c.work = filepath.Join(c.cache, "work")
+	}
+	if c.etcdutl == "" {
+		c.etcdutl = filepath.Join(c.cache, "etcdutl")
+		cmd := exec.Command("go", "build", "-o", c.etcdutl, "go.etcd.io/etcd/etcdutl/v3")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build etcdutl: %v\n%s", err, b)
+		}
+	}
+	if _, err := os.Stat(c.rescue); err != nil {
+		return fmt.Errorf("%s: %w (run make build first)", c.rescue, err)
+	}
+	rep := &report{machine: machine(c.work)}
+	for _, s := range strings.Split(c.sizes, ",") {
+		size, err := parseSize(s)
+		if err != nil {
+			return err
+		}
+		// a snapshot, a restored copy per tool, and headroom
+		need := uint64(size) * 4
+		if free := freeBytes(c.cache); free < need {
+			rep.skipped = append(rep.skipped, fmt.Sprintf("%s: needs %d GiB free, %d GiB available", s, need>>30, free>>30))
+			continue
+		}
+		snap, err := snapshotOfSize(c.cache, size)
+		if err != nil {
+			return fmt.Errorf("generate %s snapshot: %w", s, err)
+		}
+		res, err := measure(c, snap)
+		if err != nil {
+			return err
+		}
+		rep.rows = append(rep.rows, res)
+		fmt.Println(res.line())
+	}
+	text := rep.markdown()
+	fmt.Print("\n" + text)
+	return os.WriteFile(c.out, []byte(text), 0o644)
+}
+
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1<<30, strings.TrimSuffix(s, "G")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	}
+	var n int64
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil {
+		return 0, fmt.Errorf("size %q: want like 256M or 8G", s)
+	}
+	return n * mult, nil
+}
+
+func freeBytes(dir string) uint64 {
+	os.MkdirAll(dir, 0o755)
+	var st syscall.Statfs_t
+	if syscall.Statfs(dir, &st) != nil {
+		return 0
+	}
+	return st.Bavail * uint64(st.Bsize)
+}
