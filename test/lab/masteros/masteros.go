@@ -1,0 +1,119 @@
+// Package masteros builds the lab master OS: an uncompressed newc initramfs
+// whose /init is the lab kubelet (test/lab/kubelet), with a real etcd at
+// /bin/etcd (the binary the etcd image would carry) and the kernel modules
+// a lab master needs, loaded by the kubelet in dependency order. The
+// master's state lives on its own virtio disk, not in the initramfs, so one
+// image serves every master. It is uncompressed on purpose: decompressing
+// ~40 MB under TCG costs more boot time than copying it.
+package masteros
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/u-root/mkuimage/cpio"
+
+	"github.com/etcd-rescue/etcd-rescue/initrd"
+)
+
+// Modules are what a lab master loads: virtio disk and network, ext4, and
+// the virtio RNG (so TLS does not wait for entropy under TCG).
+var Modules = []string{"virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "ext4"}
+
+// ModulesLoad is where the image lists the modules (the kubelet reads it).
+const ModulesLoad = "/etc/lab/modules.load"
+
+// Config says what goes into the image.
+type Config struct {
+	// Kubelet is the lab kubelet binary (static), installed as /init.
+	Kubelet string
+	// Etcd is the etcd server binary (static), installed as /bin/etcd.
+	Etcd string
+	// ModulesDir is the kernel's /lib/modules/<version>, indexed by depmod.
+	ModulesDir string
+}
+
+// Result describes a built image.
+type Result struct {
+	Size    int64
+	Modules initrd.Resolution
+}
+
+// Build writes the initramfs to out.
+func Build(cfg Config, out string) (*Result, error) {
+	k, err := initrd.ReadKmods(cfg.ModulesDir)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Modules: k.Resolve(Modules)}
+	version := filepath.Base(filepath.Clean(cfg.ModulesDir))
+	recs := []cpio.Record{
+		cpio.Directory("bin", 0o755),
+		cpio.Directory("dev", 0o755),
+		cpio.CharDev("dev/console", 0o600, 5, 1),
+		cpio.CharDev("dev/null", 0o666, 1, 3),
+		cpio.Directory("etc", 0o755),
+		cpio.Directory("etc/lab", 0o755),
+		cpio.Directory("proc", 0o555),
+		cpio.Directory("run", 0o755),
+		cpio.Directory("sys", 0o555),
+		cpio.Directory("tmp", 0o1777),
+	}
+	for _, f := range []struct{ src, dst string }{{cfg.Kubelet, "init"}, {cfg.Etcd, "bin/etcd"}} {
+		b, err := os.ReadFile(f.src)
+		if err != nil {
+			return nil, fmt.Errorf("lab master OS: %w", err)
+		}
+		recs = append(recs, cpio.StaticRecord(b, cpio.Info{Name: f.dst, Mode: cpio.S_IFREG | 0o755}))
+	}
+	modRoot := path.Join("lib/modules", version)
+	dirs := map[string]bool{}
+	var list strings.Builder
+	for _, p := range res.Modules.Load {
+		b, err := os.ReadFile(filepath.Join(k.Dir, p))
+		if err != nil {
+			return nil, fmt.Errorf("lab master OS: module: %w", err)
+		}
+		dst := path.Join(modRoot, p)
+		for d := path.Dir(dst); d != "." && !dirs[d]; d = path.Dir(d) {
+			dirs[d] = true
+		}
+		recs = append(recs, cpio.StaticRecord(b, cpio.Info{Name: dst, Mode: cpio.S_IFREG | 0o644}))
+		list.WriteString("/" + dst + "\n")
+	}
+	for d := range dirs {
+		recs = append(recs, cpio.Directory(d, 0o755))
+	}
+	recs = append(recs, cpio.StaticFile(strings.TrimPrefix(ModulesLoad, "/"), list.String(), 0o644))
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
+
+	f, err := os.Create(out)
+	if err != nil {
+		return nil, err
+	}
+	w := cpio.Newc.Writer(f)
+	for i := range recs {
+		recs[i] = cpio.MakeReproducible(recs[i])
+	}
+	if err := cpio.WriteRecordsAndDirs(w, recs); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lab master OS: write %s: %w", out, err)
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(out)
+	if err != nil {
+		return nil, err
+	}
+	res.Size = st.Size()
+	return res, nil
+}
