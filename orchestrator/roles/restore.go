@@ -132,8 +132,10 @@ func installSteps(env *boot.Env) []steps.Step {
 			"write the signer's token store (hashes of the new masters' tokens)"))
 	}
 	list = append(list, steps.Step{
-		Name:     "install-signer",
-		Describe: func() string { return "install the signer's systemd unit into " + root + " (it removes itself at full membership)" },
+		Name: "install-signer",
+		Describe: func() string {
+			return "install the signer's systemd unit into " + root + " (it removes itself at full membership)"
+		},
 		Check: func(context.Context) (steps.State, error) {
 			files, err := signer.Manifest(signer.InstallOptions{})
 			if err != nil {
