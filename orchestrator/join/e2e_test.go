@@ -73,10 +73,14 @@ func port(t *testing.T) int {
 	return n
 }
 
-func newMaster(t *testing.T, i int) fixture.Master {
+func newMaster(t *testing.T, prof string, i int) fixture.Master {
 	node := fmt.Sprintf("master-%d.test.example.com", i)
+	name := fmt.Sprintf("master-%d", i) // kubeadm names members after nodes
+	if prof == profile.OpenShift43 {
+		name = "etcd-member-" + node // from the static pod's name
+	}
 	return fixture.Master{
-		Profile: profile.OpenShift43, NodeName: node, MemberName: "etcd-member-" + node,
+		Profile: prof, NodeName: node, MemberName: name,
 		IP: "127.0.0.1", DNSName: fmt.Sprintf("etcd-%d.test.example.com", i), ClusterDomain: "test.example.com",
 		ListenIP: "127.0.0.1", ClientPort: port(t), PeerPort: port(t), MetricsPort: port(t),
 	}
@@ -89,14 +93,20 @@ func planMember(m fixture.Master) plan.Member {
 // TestGrowFromRestoredMaster runs the whole second half of the recovery with
 // real etcd processes started from the manifests the tools wrote: the
 // survivor restored from a backup, the signer set up from its root, and two
-// new OpenShift 4.3 masters joining one after the other (the first a
-// reinstalled master with old etcd state, the second a fresh one whose first
-// join is killed right after the member add).
+// new masters joining one after the other (the first a reinstalled master
+// with old etcd state, the second a fresh one whose first join is killed
+// right after the member add), for each master layout.
 func TestGrowFromRestoredMaster(t *testing.T) {
+	for _, prof := range profile.Names() {
+		t.Run(prof, func(t *testing.T) { growFromRestoredMaster(t, prof) })
+	}
+}
+
+func growFromRestoredMaster(t *testing.T, profName string) {
 	start := time.Now()
 	ctx := context.Background()
 	const keys = 1000
-	s := disaster.Stage(t, disaster.Options{Profile: profile.OpenShift43, Keys: keys, Lost: 50})
+	s := disaster.Stage(t, disaster.Options{Profile: profName, Keys: keys, Lost: 50})
 	var out bytes.Buffer
 	if err := restore.Run(ctx, restore.Options{Root: s.Root, BackupDir: s.BackupDir, Name: s.Master.MemberName,
 		InitialCluster: s.InitialCluster(), Out: &out, DialTimeout: 200 * time.Millisecond}); err != nil {
@@ -107,9 +117,9 @@ func TestGrowFromRestoredMaster(t *testing.T) {
 	etcdtest.WaitHealthy(t, cli, survivor, time.Minute)
 	t.Logf("survivor restored and serving after %s", time.Since(start).Round(time.Millisecond))
 
-	m1, m2 := newMaster(t, 1), newMaster(t, 2)
+	m1, m2 := newMaster(t, profName, 1), newMaster(t, profName, 2)
 	p := &plan.Plan{Version: plan.Version, Cluster: plan.Cluster{Name: "test", Domain: "test.example.com"},
-		Profile: profile.OpenShift43, Survivor: s.Master.MemberName,
+		Profile: profName, Survivor: s.Master.MemberName,
 		Members: []plan.Member{planMember(s.Master), planMember(m1), planMember(m2)}}
 	p.Signer.Address = etcdtest.FreeURL(t)
 	if err := p.Validate(); err != nil {
