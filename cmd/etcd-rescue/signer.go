@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -123,7 +124,7 @@ func newSignerTokensCmd() *cobra.Command {
 		ttl                  time.Duration
 	)
 	c := &cobra.Command{
-		Use:   "tokens --plan FILE --store tokens.json --out tokens.txt [--ttl 2h]",
+		Use:   "tokens --plan FILE --store tokens.json --out tokens.txt [--ttl 24h]",
 		Short: "Generate the new masters' one-time bootstrap tokens",
 		Long: `tokens writes one token per new master: their hashes to --store (give it to
 the signer with --token-store) and the clear tokens to --out, both mode 0600.
@@ -137,9 +138,6 @@ The Ignition generator takes a master's token from --out.`,
 			if err != nil {
 				return err
 			}
-			if ttl == 0 {
-				ttl = p.Signer.TTL.Duration
-			}
 			plain, err := signer.GenerateTokens(p, store, out, ttl)
 			if err != nil {
 				return err
@@ -148,6 +146,7 @@ The Ignition generator takes a master's token from --out.`,
 			for n := range plain {
 				names = append(names, n)
 			}
+			sort.Strings(names)
 			fmt.Fprintf(c.OutOrStdout(), "tokens for %s written to %s; hashes to %s; valid %s\n", strings.Join(names, ", "), out, store, ttl)
 			return nil
 		},
@@ -156,7 +155,7 @@ The Ignition generator takes a master's token from --out.`,
 	f.StringVar(&planPath, "plan", "", "recovery plan")
 	f.StringVar(&store, "store", "", "token hash store for the signer")
 	f.StringVar(&out, "out", "", "clear tokens for the operator and the Ignition generator")
-	f.DurationVar(&ttl, "ttl", 0, "validity (default: the plan's signer.ttl)")
+	f.DurationVar(&ttl, "ttl", 24*time.Hour, "validity: tokens made before the restore must outlive it and the masters' joins")
 	return c
 }
 
