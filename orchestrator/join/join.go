@@ -701,7 +701,7 @@ func (jn *joiner) memberAddStep() steps.Step {
 			defer cancel()
 			list, err := members.List(ctx, cli)
 			if err != nil {
-				return 0, fmt.Errorf("%w (endpoints %s)", err, strings.Join(jn.o.Endpoints, ","))
+				return 0, fmt.Errorf("%w: etcd at %s does not answer; is the restored master's etcd up and reachable from this master?", err, strings.Join(jn.o.Endpoints, ","))
 			}
 			req := members.AddRequest{Name: jn.m.Name, PeerURL: jn.m.PeerURL, ReplaceStale: jn.o.ReplaceStale}
 			self, stale := members.Classify(list, req)
