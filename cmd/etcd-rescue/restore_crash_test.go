@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,9 @@ func outcome(t *testing.T, s *disaster.Scene) string {
 	t.Helper()
 	var parts []string
 	for _, rel := range []string{s.Profile.Manifest, s.Profile.EnvFile} {
+		if rel == "" {
+			continue
+		}
 		b, err := os.ReadFile(filepath.Join(s.Root, rel))
 		if err != nil {
 			t.Fatal(err)
@@ -123,4 +127,44 @@ func startAndCheck(t *testing.T, s *disaster.Scene) {
 	etcdtest.WaitHealthy(t, cli, p, time.Minute)
 	etcdtest.CheckKeys(t, cli, 0, s.Keys)
 	p.Stop()
+}
+
+// TestRestoreConvergesAfterSIGKILLAtRandomPoints kills the restore at 50
+// random moments (inside steps, not only between them), re-runs it, and
+// expects the result of an uninterrupted restore every time.
+func TestRestoreConvergesAfterSIGKILLAtRandomPoints(t *testing.T) {
+	staged := disaster.Stage(t, disaster.Options{Profile: profile.Kubeadm, Keys: 2000, Lost: 100})
+	ref := staged.Copy(t)
+	start := time.Now()
+	if out, err := runRestore(t, ref); err != nil || !strings.Contains(out, "RESTORE-OK") {
+		t.Fatalf("reference restore: %v\n%s", err, out)
+	}
+	span := time.Since(start)
+	want := outcome(t, ref)
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	killed := 0
+	for i := 0; i < 50; i++ {
+		s := staged.Copy(t)
+		delay := time.Duration(rng.Int63n(int64(span)))
+		cmd := exec.Command(binary, "restore", "--root", s.Root, "--backup", s.BackupDir,
+			"--name", s.Master.MemberName, "--initial-cluster", s.InitialCluster(), "--initial-cluster-token", "crash-test")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(delay, func() { cmd.Process.Kill() })
+		if err := cmd.Wait(); err != nil {
+			killed++
+		}
+		out, err := runRestore(t, s)
+		if err != nil || !strings.Contains(out, "RESTORE-OK") {
+			t.Fatalf("trial %d (killed after %s): re-run: %v\n%s", i, delay, err, out)
+		}
+		if got := outcome(t, s); got != want {
+			t.Fatalf("trial %d (killed after %s): result differs:\n got %s\nwant %s", i, delay, got, want)
+		}
+	}
+	t.Logf("50 trials over a %s restore, %d killed before the end: all converged", span.Round(time.Millisecond), killed)
+	if killed < 25 {
+		t.Errorf("only %d of 50 runs were killed before they ended: the trials did not test crashes", killed)
+	}
 }

@@ -186,3 +186,34 @@ func MustExist(t testing.TB, p string) {
 		t.Fatal(err)
 	}
 }
+
+// SingleFileBackup rewrites the scene's backup in the OpenShift 4.3.0/4.3.1
+// form: one snapshot_db_kuberesources_<ts>.tar.gz holding snapshot.db and
+// the static-pod-resources folders, as that release's backup script wrote it.
+func (s *Scene) SingleFileBackup(t testing.TB) string {
+	t.Helper()
+	stage := t.TempDir()
+	cmds := [][]string{
+		{"tar", "-xzf", s.Backup.Resources, "-C", stage},
+		{"cp", s.Backup.Snapshot, filepath.Join(stage, "snapshot.db")},
+	}
+	for _, c := range cmds {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", c, err, out)
+		}
+	}
+	entries, err := os.ReadDir(stage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-cpzf", filepath.Join(s.BackupDir, "snapshot_db_kuberesources_"+s.Backup.Timestamp+".tar.gz"), "-C", stage}
+	for _, e := range entries {
+		args = append(args, e.Name())
+	}
+	if out, err := exec.Command("tar", args...).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, out)
+	}
+	os.Remove(filepath.Join(s.BackupDir, filepath.Base(s.Backup.Snapshot)))
+	os.Remove(filepath.Join(s.BackupDir, filepath.Base(s.Backup.Resources)))
+	return filepath.Join(s.BackupDir, "snapshot_db_kuberesources_"+s.Backup.Timestamp+".tar.gz")
+}

@@ -267,3 +267,21 @@ func runID(t *testing.T, out string) string {
 	}
 	return out[i+len("etcd-rescue-kept-") : i+len("etcd-rescue-kept-")+15]
 }
+
+func TestReadOnlyRootIsRefused(t *testing.T) {
+	s := scene(t, profile.Kubeadm)
+	if out, err := exec.Command("mount", "--bind", "-o", "ro", s.Root, s.Root).CombinedOutput(); err != nil {
+		t.Fatalf("read-only bind mount (the test needs root, as CI has): %v %s", err, out)
+	}
+	defer exec.Command("umount", s.Root).Run()
+	exec.Command("mount", "-o", "remount,bind,ro", s.Root).Run()
+	before := disaster.TreeHash(t, s.Root)
+	var out bytes.Buffer
+	err := restore.Run(context.Background(), options(s, &out))
+	if err == nil || !strings.Contains(err.Error(), "is not writable") || !strings.Contains(err.Error(), "remount,rw") {
+		t.Fatalf("err = %v\n%s", err, out.String())
+	}
+	if disaster.TreeHash(t, s.Root) != before {
+		t.Fatal("refused restore changed the root")
+	}
+}

@@ -85,6 +85,9 @@ func (r *restore) preflightStep() steps.Step {
 			return steps.ToDo, nil
 		},
 		Run: func(ctx context.Context) error {
+			if err := r.checkWritable(); err != nil {
+				return err
+			}
 			if err := r.checkDisk(); err != nil {
 				return err
 			}
@@ -96,6 +99,16 @@ func (r *restore) preflightStep() steps.Step {
 			return r.checkOldPeers(ctx)
 		},
 	}
+}
+
+// checkWritable refuses a root mounted read-only before anything is tried.
+func (r *restore) checkWritable() error {
+	for _, p := range []string{r.o.Root, nearestExisting(r.abs(r.prof.DataDir))} {
+		if err := syscall.Access(p, 2 /* W_OK */); err != nil {
+			return fmt.Errorf("%s is not writable (%v): mount the master's root read-write (mount -o remount,rw) and re-run", p, err)
+		}
+	}
+	return nil
 }
 
 // checkDisk wants room for the restored db and its WAL: twice the snapshot.

@@ -231,3 +231,41 @@ func TestRefusesWhileOldMemberAnswers(t *testing.T) {
 		t.Errorf("no --force warning:\n%s", out.String())
 	}
 }
+
+// TestRestoreFromSingleFileBackup restores the 4.3.0/4.3.1 form, with the
+// survivor's static pod resources of the backed-up revision lost, so the
+// resources come back from the tarball.
+func TestRestoreFromSingleFileBackup(t *testing.T) {
+	s := scene(t, profile.OpenShift43)
+	s.SingleFileBackup(t)
+	lost := filepath.Join(s.Root, "etc/kubernetes/static-pod-resources/kube-apiserver-pod-7")
+	if err := os.RemoveAll(lost); err != nil {
+		t.Fatal(err)
+	}
+	changed := filepath.Join(s.Root, "etc/kubernetes/static-pod-resources/kube-scheduler-pod-7/configmaps/config/config.yaml")
+	if err := os.WriteFile(changed, []byte("edited after the backup\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := restore.Run(context.Background(), options(s, &out)); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "single-file") {
+		t.Errorf("the report does not name the single-file form:\n%s", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(lost, "configmaps/etcd-serving-ca/ca-bundle.crt")); err != nil {
+		t.Errorf("lost resources not restored: %v", err)
+	}
+	if b, _ := os.ReadFile(changed); string(b) == "edited after the backup\n" {
+		t.Error("a resource edited after the backup was not restored")
+	}
+	kept, _ := filepath.Glob(filepath.Join(s.Root, "var/lib/etcd-rescue/backup/*/etc/kubernetes/static-pod-resources/kube-scheduler-pod-7/configmaps/config/config.yaml"))
+	if len(kept) != 1 {
+		t.Fatalf("the replaced resource was not kept aside: %v", kept)
+	}
+	if b, _ := os.ReadFile(kept[0]); string(b) != "edited after the backup\n" {
+		t.Errorf("kept copy holds %q", b)
+	}
+	cli := startFromManifest(t, s)
+	etcdtest.CheckKeys(t, cli, 0, s.Keys)
+}
