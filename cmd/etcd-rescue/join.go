@@ -43,6 +43,14 @@ reports a stale member of an old master (--replace-stale removes it).`,
 			if tokenFile == "" && o.Token == "" && exists(filepath.Join(o.Root, ignition.TokenPath)) {
 				tokenFile = filepath.Join(o.Root, ignition.TokenPath)
 			}
+			// A CA pin or certificate the Ignition config carried.
+			if o.CACert == "" && o.CAHash == "" {
+				if b, err := os.ReadFile(filepath.Join(o.Root, join.RoleCAHashFile)); err == nil {
+					o.CAHash = strings.TrimSpace(string(b))
+				} else if exists(filepath.Join(o.Root, join.RoleCAFile)) {
+					o.CACert = filepath.Join(o.Root, join.RoleCAFile)
+				}
+			}
 			if planPath != "" {
 				p, err := plan.Load(planPath)
 				if err != nil {
