@@ -40,6 +40,12 @@ whole plan and changes nothing.`,
 		newSignerCmd(),
 		newJoinCmd(),
 		newStatusCmd(),
+		newApproveCSRsCmd(),
+		newWaitNodesCmd(),
+		newWaitAPICmd(),
+		newDNSLBCmd(),
+		newDNSHookCmd(),
+		newRemoveSignerCmd(),
 	)
 	return root
 }
