@@ -58,3 +58,12 @@ BENCH_SIZES ?= 256M,1G,4G,8G
 .PHONY: bench
 bench: build
 	$(GO) run ./bench -sizes $(BENCH_SIZES) -etcd-rescue $(BIN)/etcd-rescue -out bench/RESULTS.md
+
+# A real kube-apiserver of client-go's Kubernetes release, for the tests of
+# the cluster-side steps (orchestrator/kube/...): built once from
+# k8s.io/kubernetes (about 17 minutes on 2 cores, at low priority) and cached
+# outside the repository in ${ETCD_RESCUE_CACHE:-~/.cache/etcd-rescue}/kube/.
+KUBE_VERSION ?= v1.37.2
+.PHONY: kube-apiserver
+kube-apiserver:
+	@nice -n 19 bash scripts/build-kube.sh $(KUBE_VERSION) kube-apiserver
