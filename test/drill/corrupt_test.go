@@ -69,10 +69,11 @@ func TestDrillCorruptBackup(t *testing.T) {
 		qemu.WithIgnition(writeFile(t, dir, "restore.ign", cfg)),
 		qemu.WithDisk(rootDisk, qemu.Disk{Serial: "master"}),
 		qemu.WithDisk(backupDisk, qemu.Disk{Serial: "backup"}))
-	line, err := vm.ExpectRE(regexp.MustCompile(`RESTORE-FAILED: [^\r\n]*`), 8*time.Minute)
+	line, err := vm.ExpectRE(regexp.MustCompile(`RESTORE-FAILED: [^\r\n]*\r?\n`), 8*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
+	line = strings.TrimSpace(line)
 	t.Logf("marker: %s", line)
 	if !strings.Contains(strings.ToLower(line), "snapshot") {
 		t.Errorf("the failure does not say what is wrong with the backup: %s", line)

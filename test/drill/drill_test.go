@@ -63,10 +63,10 @@ type Phase struct {
 func (r *Report) print(w io.Writer) {
 	fmt.Fprintf(w, "\n== etcd-rescue drill report (%s, %d keys) ==\n", r.Accel, r.Keys)
 	for _, p := range r.Phases {
-		fmt.Fprintf(w, "  %-40s %8.1fs\n", p.Name, p.Seconds)
+		fmt.Fprintf(w, "  %-58s %8.1fs\n", p.Name, p.Seconds)
 	}
-	fmt.Fprintf(w, "  %-40s %8.1fs\n", "quorum lost -> 3 healthy members", r.Recovery)
-	fmt.Fprintf(w, "  %-40s %8.1fs\n", "total", r.Total)
+	fmt.Fprintf(w, "  %-58s %8.1fs\n", "quorum lost -> 3 healthy members", r.Recovery)
+	fmt.Fprintf(w, "  %-58s %8.1fs\n", "total", r.Total)
 	fmt.Fprintf(w, "  backup %.1f MiB; cluster ID %s -> %s; revision %d before the loss, %d after\n",
 		r.BackupMiB, r.OldClusterID, r.NewClusterID, r.MaxRevisionBeforeLoss, r.RevisionAfter)
 	fmt.Fprintf(w, "  %d keys written before the backup checked on every member; %d written after it lost, as expected; HashKV %d on all members\n",
@@ -290,6 +290,34 @@ func TestDrill(t *testing.T) {
 			c.Close()
 			t.Errorf("the signer still listens on %s", pl.Signer.Address)
 		}
+	})
+	phase("an old master comes back while DNS still names it", func() {
+		// Old data is never reused: the old master's etcd is refused by
+		// the new members and the new cluster does not notice.
+		back := old[1]
+		dns.SetA(back.fx.DNSName, back.fx.IP)
+		defer dns.SetA(back.fx.DNSName, m3.fx.IP)
+		back.bootOS(t, n, "old-master-1")
+		if _, err := back.console.Expect("cluster ID mismatch", 3*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		all := client(t, n, p, survivor.clientURL(), m3.clientURL(), m4.clientURL())
+		st := waitMembers(t, all, 3, time.Minute)
+		if fmt.Sprintf("%x", st.ClusterID) != rep.NewClusterID {
+			t.Errorf("cluster ID %x after the old master came back, was %s", st.ClusterID, rep.NewClusterID)
+		}
+		vctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		for _, m := range []*master{survivor, m3, m4} {
+			h, err := waitHashKV(vctx, all, m.clientURL(), rep.RevisionAfter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h != rep.HashKV {
+				t.Errorf("%s: HashKV at revision %d is %d after the old master came back, was %d", m.fx.NodeName, rep.RevisionAfter, h, rep.HashKV)
+			}
+		}
+		back.console.Kill()
 	})
 	rep.Total = time.Since(start).Seconds()
 	var b bytes.Buffer

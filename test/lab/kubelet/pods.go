@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -194,7 +195,8 @@ func (k *kubelet) startEtcd(cur *pod, path string, pd *corev1.Pod) error {
 	}
 	cmd := exec.Command(EtcdBinary, argv[1:]...)
 	cmd.Env = append(env, "PATH=/bin")
-	cmd.Stdout, cmd.Stderr = lf, lf
+	out := io.MultiWriter(lf, newWarnings(fmt.Sprintf("etcd[%d]: ", cur.starts+1)))
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
