@@ -77,7 +77,7 @@ func Open(root, operation string, now time.Time) (*Journal, error) {
 	b, err := os.ReadFile(p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return fresh(p, operation, now), nil
+		return fresh(root, p, operation, now), nil
 	case err != nil:
 		return nil, fmt.Errorf("read journal: %w", err)
 	}
@@ -95,13 +95,22 @@ func Open(root, operation string, now time.Time) (*Journal, error) {
 	return &j, nil
 }
 
-func fresh(p, operation string, now time.Time) *Journal {
-	return &Journal{
+// fresh starts a journal whose run ID (its backup folder's name) no
+// earlier run used: two runs in the same second get -2, -3….
+func fresh(root, p, operation string, now time.Time) *Journal {
+	j := &Journal{
 		Operation: operation,
 		RunID:     now.UTC().Format("20060102-150405"),
 		Steps:     map[string]StepRecord{},
 		Notes:     map[string]string{},
 		path:      p,
+	}
+	base := j.RunID
+	for n := 2; ; n++ {
+		if _, err := os.Lstat(j.BackupDir(root)); errors.Is(err, fs.ErrNotExist) {
+			return j
+		}
+		j.RunID = fmt.Sprintf("%s-%d", base, n)
 	}
 }
 

@@ -285,3 +285,59 @@ func TestReadOnlyRootIsRefused(t *testing.T) {
 		t.Fatal("refused restore changed the root")
 	}
 }
+
+type crash struct{}
+
+// runUntil runs a restore that stops dead after the named step, as a
+// crash would (no journal update after it).
+func runUntil(t *testing.T, o restore.Options, step string) {
+	t.Helper()
+	o.AfterStep = func(s string) {
+		if s == step {
+			panic(crash{})
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(crash); !ok {
+				panic(r)
+			}
+		}
+	}()
+	restore.Run(context.Background(), o)
+	t.Fatalf("the run did not stop after %s", step)
+}
+
+func TestResumedRestoreKeepsItsBackup(t *testing.T) {
+	s := scene(t, profile.OpenShift43)
+	var out bytes.Buffer
+	runUntil(t, options(s, &out), "keep-old-state")
+	// a newer backup lands in the folder before the operator re-runs
+	sn, tb := backupFiles(t, s)
+	for _, pair := range [][2]string{{sn, "snapshot_2099-01-01_000000.db"}, {tb, "static_kuberesources_2099-01-01_000000.tar.gz"}} {
+		if out, err := exec.Command("cp", filepath.Join(s.BackupDir, pair[0]), filepath.Join(s.BackupDir, pair[1])).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	out.Reset()
+	err := restore.Run(context.Background(), options(s, &out))
+	if err == nil || !strings.Contains(err.Error(), "started from "+sn+" but now finds snapshot_2099-01-01_000000.db") {
+		t.Fatalf("err = %v\n%s", err, out.String())
+	}
+	out.Reset()
+	o := options(s, &out)
+	o.BackupTimestamp = s.Backup.Timestamp
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("resume with the first backup picked by its timestamp: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	o = options(s, &out)
+	o.ClusterToken = "second-run"
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("a finished run with other flags starts a new run: %v\n%s", err, out.String())
+	}
+	runs, _ := filepath.Glob(filepath.Join(s.Root, "var/lib/etcd-rescue/backup/*/var/lib/etcd/member"))
+	if len(runs) != 2 {
+		t.Fatalf("want the old data and the first restore's data both kept, found %v", runs)
+	}
+}

@@ -229,12 +229,12 @@ func newRestore(o Options) (*restore, error) {
 	return r, nil
 }
 
-// params identify a run. The backup's folder is not one of them: the rescue
-// image may mount the backup volume elsewhere after a power loss; the
-// backup itself is checked by name in the verify step.
+// params identify a run. The backup is not one of them: the rescue image
+// may mount the backup volume elsewhere after a power loss, and a newer
+// backup may need --backup-timestamp to be passed over; the backup itself
+// is checked by name in the verify step.
 func (r *restore) params() map[string]string {
 	return map[string]string{
-		"timestamp":      r.o.BackupTimestamp,
 		"name":           r.o.Name,
 		"initialCluster": r.o.InitialCluster,
 		"profile":        r.prof.Name,
