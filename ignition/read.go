@@ -66,14 +66,14 @@ func Read(raw []byte) (*Config, error) {
 	}
 	pf, ok := out.Files[PlanPath]
 	if !ok {
-		return nil, fmt.Errorf("ignition config has no %s: build it with `etcd-rescue ignition --plan …` (files: %s)", PlanPath, out.paths())
+		return nil, fmt.Errorf("ignition config has no %s: build it with `etcd-rescue ignition --plan ...` (files: %s)", PlanPath, out.paths())
 	}
 	if out.Plan, err = plan.Parse(pf.Data); err != nil {
 		return nil, fmt.Errorf("plan %s in the ignition config: %w", PlanPath, err)
 	}
 	rf, ok := out.Files[RolePath]
 	if !ok {
-		return nil, fmt.Errorf("ignition config has no %s: build it with `etcd-rescue ignition --role …`", RolePath)
+		return nil, fmt.Errorf("ignition config has no %s: build it with `etcd-rescue ignition --role ...`", RolePath)
 	}
 	if err := yaml.UnmarshalStrict(rf.Data, &out.Role); err != nil {
 		return nil, fmt.Errorf("role %s in the ignition config: %w", RolePath, err)

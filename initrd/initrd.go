@@ -142,8 +142,10 @@ func Build(ctx context.Context, cfg Config, out string) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// goshsmall: gosh reads plain lines instead of running a full-screen
+	// line editor, which does not survive a serial console.
 	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH("amd64"),
-		golang.WithGOROOT(goroot), golang.WithWorkingDir(cfg.GoModDir))
+		golang.WithGOROOT(goroot), golang.WithWorkingDir(cfg.GoModDir), golang.WithBuildTag("goshsmall"))
 	logger := llog.New(slog.LevelWarn, llog.WritePrintf(cfg.Log))
 	binSrc, err := filepath.Abs(cfg.Binary)
 	if err != nil {

@@ -74,6 +74,10 @@ type Machine struct {
 	LoadModule func(path string) error
 	// Sync flushes filesystem buffers.
 	Sync func()
+	// Shell runs an interactive shell on the console and waits for it
+	// (etcd-rescue.shell=1 after a failure); nil means return to the
+	// caller instead.
+	Shell func() error
 	// PowerOff and Reboot end the machine; they return only on error.
 	PowerOff func() error
 	Reboot   func() error
@@ -93,9 +97,10 @@ type mounted struct {
 }
 
 // Run runs the whole boot and ends the machine: it powers off (or reboots
-// after a successful role whose config asks for it). It returns only when the
-// machine could not be ended, or on failure with etcd-rescue.shell=1, so that
-// u-root's init starts its shell.
+// after a successful role whose config asks for it); after a failure with
+// etcd-rescue.shell=1 it first runs a shell on the console and powers off
+// when the operator leaves it. It returns only when the machine could not be
+// ended.
 func (m *Machine) Run(ctx context.Context) error {
 	err := m.Boot(ctx)
 	return m.End(err)
@@ -179,15 +184,24 @@ func (m *Machine) Boot(ctx context.Context) (err error) {
 	return nil
 }
 
-// End powers off or reboots after Boot returned err. It returns only if the
-// machine could not be ended or a shell was asked for.
+// End powers off or reboots after Boot returned err, after a shell when
+// one was asked for. It returns only if the machine could not be ended.
 func (m *Machine) End(err error) error {
 	if m.Sync != nil {
 		m.Sync()
 	}
 	if err != nil && m.flag(FlagShell) == "1" {
-		fmt.Fprintf(m.Console, "etcd-rescue: %s=1: leaving you a shell; every filesystem is unmounted. Power off with `shutdown -h`.\n", FlagShell)
-		return err
+		if m.Shell == nil {
+			fmt.Fprintf(m.Console, "etcd-rescue: %s=1: leaving you a shell; every filesystem is unmounted.\n", FlagShell)
+			return err
+		}
+		fmt.Fprintf(m.Console, "etcd-rescue: %s=1: starting a shell; every filesystem is unmounted. Exit it to power off.\n", FlagShell)
+		if serr := m.Shell(); serr != nil {
+			fmt.Fprintf(m.Console, "etcd-rescue: shell: %v\n", serr)
+		}
+		if m.Sync != nil {
+			m.Sync()
+		}
 	}
 	if err == nil && m.after == ignition.AfterReboot && m.Reboot != nil {
 		fmt.Fprintln(m.Console, "etcd-rescue: rebooting")

@@ -315,6 +315,8 @@ func TestBootFailureUnmountsAndShell(t *testing.T) {
 	f.setFwCfg(buildConfig(t, testPlan, ignition.Role{Role: ignition.RoleJoin, Member: "m1"}))
 	f.addDisk("vda", "root-m1", map[string]string{"etc/kubernetes/manifests/": ""})
 	f.failUmnt = true
+	shells := 0
+	f.Shell = func() error { shells++; return nil }
 	err := f.Run(context.Background())
 	if err == nil {
 		t.Fatal("Run succeeded")
@@ -323,8 +325,8 @@ func TestBootFailureUnmountsAndShell(t *testing.T) {
 	if strings.Count(out, "FAILED") != 1 {
 		t.Errorf("want exactly the role's marker line:\n%s", out)
 	}
-	if !strings.Contains(out, "leaving you a shell") || f.poweroff != 0 {
-		t.Errorf("shell not offered (poweroff=%d):\n%s", f.poweroff, out)
+	if !strings.Contains(out, "starting a shell") || shells != 1 || f.poweroff != 1 {
+		t.Errorf("want a shell, then power off (shells=%d poweroff=%d):\n%s", shells, f.poweroff, out)
 	}
 	want := []string{"mount /dev/vda /run/etcd-rescue/root ext4 ro=false ", "remount-ro /run/etcd-rescue/root"}
 	if got := f.mountCalls(); strings.Join(got, "|") != strings.Join(want, "|") {

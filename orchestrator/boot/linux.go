@@ -5,8 +5,12 @@ package boot
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
+	"os/exec"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,8 +20,9 @@ import (
 
 // Linux returns a Machine wired to the real system calls.
 func Linux(console *os.File, version string) *Machine {
+	out := &switchWriter{w: console}
 	return &Machine{
-		Console: console,
+		Console: out,
 		Version: version,
 		Mount: func(source, target, fstype string, readOnly bool, data string) error {
 			var flags uintptr
@@ -33,8 +38,17 @@ func Linux(console *os.File, version string) *Machine {
 		MountSystem: mountSystem,
 		LoadModule:  loadModule,
 		Sync:        unix.Sync,
-		PowerOff:    func() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF) },
-		Reboot:      func() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART) },
+		Shell: func() error {
+			err := consoleShell()
+			// The shell's exit hung up the console it controlled: later
+			// lines go to a freshly opened /dev/console.
+			if f, oerr := os.OpenFile("/dev/console", os.O_WRONLY, 0); oerr == nil {
+				out.set(f)
+			}
+			return err
+		},
+		PowerOff: func() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF) },
+		Reboot:   func() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART) },
 		Network: func(ctx context.Context, env *Env) error {
 			return netup.Static(ctx, env.Member, 15*time.Second, env.Console)
 		},
@@ -84,4 +98,40 @@ func isMounted(target string) bool {
 		}
 	}
 	return false
+}
+
+// ShellPath is the image's default shell (u-root's gosh).
+const ShellPath = "/bin/defaultsh"
+
+// consoleShell runs the image's shell on /dev/console as its controlling
+// terminal and waits for it to exit.
+func consoleShell() error {
+	tty, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer tty.Close()
+	cmd := exec.Command(ShellPath)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.Env = append(os.Environ(), "PS1=etcd-rescue# ")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	return cmd.Run()
+}
+
+// switchWriter is the console writer; it can be pointed at a new file.
+type switchWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (s *switchWriter) set(w io.Writer) {
+	s.mu.Lock()
+	s.w = w
+	s.mu.Unlock()
 }

@@ -334,3 +334,55 @@ func recordBootTime(t *testing.T, format string, d time.Duration) {
 	defer f.Close()
 	fmt.Fprintf(f, "%s %s %s boot-to-first-line %s\n", time.Now().UTC().Format(time.RFC3339), format, lab.accel, d.Round(10*time.Millisecond))
 }
+
+// TestBootFailureDropsToShell boots a bad config with etcd-rescue.shell=1:
+// the boot reports the failure, runs a shell on the console for the
+// operator, and powers off when the shell exits.
+func TestBootFailureDropsToShell(t *testing.T) {
+	backupDisk, rootDisk := labDisks(t)
+	cmdline, err := os.ReadFile(filepath.Join(lab.imageDir, "cmdline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := qemu.Start(t,
+		qemu.WithName("shell"), qemu.WithAccel(lab.accel), qemu.WithTimeout(4*time.Minute),
+		qemu.WithKernel(filepath.Join(lab.imageDir, "vmlinuz"), filepath.Join(lab.imageDir, "initrd.img"),
+			strings.TrimSpace(string(cmdline))+" etcd-rescue.shell=1"),
+		qemu.WithIgnition(writeConfig(t, []byte(`{"ignition":{"version":"3.4.0"}}`))),
+		qemu.WithDisk(backupDisk, qemu.Disk{}),
+		qemu.WithDisk(rootDisk, qemu.Disk{}))
+	for _, want := range []string{
+		"ETCD-RESCUE-FAILED: ignition config from fw_cfg opt/com.coreos/config: ignition config has no /etc/etcd-rescue/plan.yaml",
+		"starting a shell",
+	} {
+		if _, err := vm.Expect(want, 3*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The shell takes a moment to start; type until it answers.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if err := vm.Send("ls /etc/etcd-rescue\n"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := vm.Expect("modules.load", 5*time.Second); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no shell answered on the console; last output:\n%s", vm.Console())
+		}
+	}
+	if strings.Contains(vm.Console(), "powering off") {
+		t.Error("powered off despite etcd-rescue.shell=1")
+	}
+	// Leaving the shell powers the machine off.
+	if err := vm.Send("exit\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vm.Expect("etcd-rescue: powering off", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Wait(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -227,6 +228,7 @@ type VM struct {
 
 	t      testing.TB
 	cmd    *exec.Cmd
+	stdin  io.WriteCloser
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error
@@ -274,6 +276,12 @@ func StartErr(t testing.TB, opts ...Option) (*VM, error) {
 	vm := &VM{Name: o.Name, Options: o, t: t, cmd: cmd, cancel: cancel, done: make(chan struct{}), update: make(chan struct{})}
 	cmd.Stdout = (*consoleWriter)(vm)
 	cmd.Stderr = (*consoleWriter)(vm)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	vm.stdin = stdin
 	// Its own process group, so the kill reaches nothing else.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	vm.Started = time.Now()
@@ -294,6 +302,12 @@ func StartErr(t testing.TB, opts ...Option) (*VM, error) {
 		}
 	})
 	return vm, nil
+}
+
+// Send types s on the serial console (add "\n" to run a command).
+func (vm *VM) Send(s string) error {
+	_, err := io.WriteString(vm.stdin, s)
+	return err
 }
 
 // Kill ends QEMU (by its PID) and waits for it.
