@@ -373,7 +373,16 @@ func putKeys(t *testing.T, cli *clientv3.Client, from, to int) int64 {
 					k, v := etcdtest.Key(i)
 					ops = append(ops, clientv3.OpPut(k, v))
 				}
-				resp, err := cli.Txn(ctx).Then(ops...).Commit()
+				// A leader change under a loaded TCG host fails a request;
+				// the same puts again are harmless.
+				var resp *clientv3.TxnResponse
+				var err error
+				for attempt := 0; attempt < 5; attempt++ {
+					if resp, err = cli.Txn(ctx).Then(ops...).Commit(); err == nil {
+						break
+					}
+					time.Sleep(time.Second)
+				}
 				if err != nil {
 					r.err = fmt.Errorf("put keys %d..: %w", start, err)
 					continue
