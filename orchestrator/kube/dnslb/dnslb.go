@@ -229,6 +229,7 @@ func (c *Change) Lookup(ctx context.Context, r Resolver) {
 		case err != nil:
 			rec.Current, rec.Action = nil, ActionUnknown
 		default:
+			sort.Strings(cur)
 			rec.Current = cur
 			rec.Action = ActionUpdate
 			if sameSet(cur, rec.Values) {

@@ -27,7 +27,8 @@ type Config struct {
 	// TSIGName, TSIGSecret (base64) and TSIGAlgorithm sign the update.
 	// Empty name means unsigned. Default algorithm hmac-sha256.
 	TSIGName, TSIGSecret, TSIGAlgorithm string
-	// TCP sends the update over TCP instead of UDP.
+	// TCP sends the update over TCP. Default: UDP, or TCP when the
+	// update does not fit a 512-byte UDP message.
 	TCP bool
 	// Timeout of the exchange. Default 10s.
 	Timeout time.Duration
@@ -62,6 +63,7 @@ func Message(cfg Config, c dnslb.DNSChange) (*dns.Msg, error) {
 	zone = dns.Fqdn(zone)
 	m := new(dns.Msg)
 	m.SetUpdate(zone)
+	m.Compress = true
 	for _, r := range c.Records {
 		name := dns.Fqdn(r.Name)
 		if !dns.IsSubDomain(zone, name) {
@@ -105,7 +107,9 @@ func Apply(ctx context.Context, cfg Config, c dnslb.DNSChange) error {
 	if cl.Timeout == 0 {
 		cl.Timeout = 10 * time.Second
 	}
-	if cfg.TCP {
+	// Without EDNS a UDP message is at most 512 bytes; a larger update
+	// (a TSIG record adds about 100) goes over TCP, as nsupdate does.
+	if cfg.TCP || m.Len() > 400 {
 		cl.Net = "tcp"
 	}
 	if cfg.TSIGName != "" {
