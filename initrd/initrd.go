@@ -74,7 +74,8 @@ type Config struct {
 	// GoModDir is a Go module directory whose go.mod requires u-root;
 	// the u-root command sources are found through it (in the module
 	// cache, or from the Go module proxy). Default: the etcd-rescue
-	// source tree that holds the current directory.
+	// source tree that holds the current directory, else a temporary
+	// module made by TempModule.
 	GoModDir string
 	// TempDir holds the build's scratch files. Default os.TempDir().
 	TempDir string
@@ -109,13 +110,6 @@ func Build(ctx context.Context, cfg Config, out string) (*Result, error) {
 	if _, err := os.Stat(cfg.Binary); err != nil {
 		return nil, fmt.Errorf("initrd: etcd-rescue binary: %w", err)
 	}
-	if cfg.GoModDir == "" {
-		dir, err := FindModuleRoot("")
-		if err != nil {
-			return nil, err
-		}
-		cfg.GoModDir = dir
-	}
 	kmods, err := ReadKmods(cfg.ModulesDir)
 	if err != nil {
 		return nil, err
@@ -135,6 +129,16 @@ func Build(ctx context.Context, cfg Config, out string) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
+	if cfg.GoModDir == "" {
+		if dir, err := FindModuleRoot(""); err == nil {
+			cfg.GoModDir = dir
+		} else {
+			cfg.GoModDir = filepath.Join(tmp, "gomod")
+			if err := TempModule(ctx, cfg.GoModDir, cfg.Commands, cfg.Log); err != nil {
+				return nil, err
+			}
+		}
+	}
 	cpioPath := filepath.Join(tmp, "initramfs.cpio")
 
 	fmt.Fprintf(cfg.Log, "initrd: building u-root busybox (%d commands) from %s\n", len(cfg.Commands), cfg.GoModDir)

@@ -1,7 +1,9 @@
 package initrd
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,5 +57,23 @@ func TestFindModuleRoot(t *testing.T) {
 	}
 	if _, err := FindModuleRoot(t.TempDir()); err == nil {
 		t.Error("found a module root above a temporary folder")
+	}
+}
+
+func TestTempModuleResolvesCommands(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "gomod")
+	var log strings.Builder
+	if err := TempModule(context.Background(), dir, DefaultCommands, &log); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", append([]string{"list"}, DefaultCommands...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOWORK=off", "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list in the temporary module: %v\n%s", err, out)
+	}
+	if got := strings.Count(string(out), "\n"); got != len(DefaultCommands) {
+		t.Errorf("go list found %d packages, want %d:\n%s", got, len(DefaultCommands), out)
 	}
 }

@@ -87,7 +87,15 @@ func setup(m *testing.M) (int, error) {
 	fmt.Printf("rescue image built in %s:\n%s", lab.buildTime.Round(time.Second), b.String())
 	lab.accel = qemu.DetectAccel(lab.kernel)
 	fmt.Printf("QEMU accelerator: %s\n", lab.accel)
-	return m.Run(), nil
+	code := m.Run()
+	var times []string
+	for _, f := range image.Formats {
+		if d, ok := bootTimes.Load(f); ok {
+			times = append(times, fmt.Sprintf("%s %s", f, d.(time.Duration).Round(10*time.Millisecond)))
+		}
+	}
+	fmt.Printf("boot to the orchestrator's first line (%s): %s\n", lab.accel, strings.Join(times, ", "))
+	return code, nil
 }
 
 func buildImage(out string) (*image.Report, error) {

@@ -5,7 +5,7 @@
 // buffer that Expect waits on; the VM is killed by its PID when the test
 // ends, and on failure the serial log is written to the test output folder.
 //
-// Defaults: qemu-system-x86_64, 1 GiB, 2 CPUs, TCG unless WithAccel or
+// Defaults: qemu-system-x86_64, 1 GiB, 1 CPU (2 with KVM), TCG unless WithAccel or
 // ETCD_RESCUE_ACCEL says otherwise (DetectAccel finds out whether KVM really
 // runs a guest), no network (-nic none), -no-reboot so a guest reboot or
 // power-off ends QEMU.
@@ -253,7 +253,7 @@ func Start(t testing.TB, opts ...Option) *VM {
 
 // StartErr starts a VM and returns an error instead of failing the test.
 func StartErr(t testing.TB, opts ...Option) (*VM, error) {
-	o := &Options{Name: "vm", QEMU: "qemu-system-x86_64", Memory: 1024, CPUs: 2, Timeout: 5 * time.Minute, Accel: os.Getenv(EnvAccel)}
+	o := &Options{Name: "vm", QEMU: "qemu-system-x86_64", Memory: 1024, Timeout: 5 * time.Minute, Accel: os.Getenv(EnvAccel)}
 	if q := os.Getenv(EnvQEMU); q != "" {
 		o.QEMU = q
 	}
@@ -264,6 +264,15 @@ func StartErr(t testing.TB, opts ...Option) (*VM, error) {
 	}
 	if o.Accel == "" {
 		o.Accel = "tcg"
+	}
+	if o.CPUs == 0 {
+		// One vCPU under TCG: the host's two cores are shared with the
+		// other VMs and tests, and a single vCPU avoids multi-threaded
+		// TCG's timing races on the emulated UART.
+		o.CPUs = 1
+		if o.Accel == "kvm" {
+			o.CPUs = 2
+		}
 	}
 	if _, err := exec.LookPath(o.QEMU); err != nil {
 		return nil, fmt.Errorf("%s not found: install Debian's qemu-system-x86 (make deps) or set %s", o.QEMU, EnvQEMU)
