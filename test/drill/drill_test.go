@@ -44,6 +44,11 @@ type Report struct {
 	Recovery  float64 `json:"quorumLostToHealthySeconds"`
 	Total     float64 `json:"totalSeconds"`
 	BackupMiB float64 `json:"backupMiB"`
+	// RescueInitrdMiB (zstd) and LabOSMiB (uncompressed) are the two
+	// initramfs images; BuildSeconds is what building the lab took.
+	RescueInitrdMiB float64 `json:"rescueInitrdMiB"`
+	LabOSMiB        float64 `json:"labOSMiB"`
+	BuildSeconds    float64 `json:"buildSeconds"`
 	// OldClusterID and NewClusterID prove the restore made a new cluster.
 	OldClusterID string `json:"oldClusterID"`
 	NewClusterID string `json:"newClusterID"`
@@ -67,6 +72,7 @@ func (r *Report) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  %-58s %8.1fs\n", "quorum lost -> 3 healthy members", r.Recovery)
 	fmt.Fprintf(w, "  %-58s %8.1fs\n", "total", r.Total)
+	fmt.Fprintf(w, "  lab built in %.0fs: rescue initramfs %.1f MiB (zstd), lab master OS %.1f MiB\n", r.BuildSeconds, r.RescueInitrdMiB, r.LabOSMiB)
 	fmt.Fprintf(w, "  backup %.1f MiB; cluster ID %s -> %s; revision %d before the loss, %d after\n",
 		r.BackupMiB, r.OldClusterID, r.NewClusterID, r.MaxRevisionBeforeLoss, r.RevisionAfter)
 	fmt.Fprintf(w, "  %d keys written before the backup checked on every member; %d written after it lost, as expected; HashKV %d on all members\n",
@@ -89,7 +95,8 @@ func TestDrill(t *testing.T) {
 	start := time.Now()
 	keys := drillKeys(t)
 	lost := max(keys/20, 10)
-	rep := &Report{Accel: lab.accel, Keys: keys, LostKeys: lost}
+	rep := &Report{Accel: lab.accel, Keys: keys, LostKeys: lost, BuildSeconds: lab.buildTime.Seconds(),
+		RescueInitrdMiB: float64(lab.rescueSize) / (1 << 20), LabOSMiB: float64(lab.osSz) / (1 << 20)}
 	phase := func(name string, f func()) {
 		t.Helper()
 		s := time.Now()
