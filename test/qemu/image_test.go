@@ -394,3 +394,35 @@ func TestBootFailureDropsToShell(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBootConfigFromPartition passes the config on a disk labelled
+// "ignition" instead of fw_cfg, as on a machine that is not a QEMU VM.
+func TestBootConfigFromPartition(t *testing.T) {
+	cfg, err := ignition.Build(ignition.Options{Plan: []byte(labPlan), Role: ignition.Role{Role: ignition.RoleVerify}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "config.ign"), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	configDisk := qemu.Ext4Image(t, "", src, "ignition", 8)
+	backupDisk, _ := labDisks(t)
+	vm := qemu.Start(t, append(bootOptions(t, "pxe"),
+		qemu.WithName("config-partition"), qemu.WithAccel(lab.accel), qemu.WithTimeout(4*time.Minute),
+		qemu.WithDisk(configDisk, qemu.Disk{ReadOnly: true}),
+		qemu.WithDisk(backupDisk, qemu.Disk{}))...)
+	for _, want := range []string{
+		"config: partition vda (label ignition) /config.ign: role verify",
+		"root: no master root filesystem attached",
+		"VERIFY-OK",
+		"etcd-rescue: powering off",
+	} {
+		if _, err := vm.Expect(want, 3*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vm.Wait(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
