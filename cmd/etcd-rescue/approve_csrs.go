@@ -58,8 +58,7 @@ except the survivor's.`,
 				return err
 			}
 			a := &csr.Approver{
-				CSRs:    cl.Certificates.CertificateSigningRequests(),
-				Nodes:   cl.Core.Nodes(),
+				API:     cl,
 				Planned: names,
 				DryRun:  dryRun,
 			}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/dnslb"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/dnslb/hostsfile"
@@ -85,7 +84,7 @@ from --nodes in etcd-N order. --dry-run prints the plan and runs no hook.`,
 			defer cancel()
 			// Every node, not only labelled masters: a new master may
 			// not carry its role label yet.
-			list, err := cl.Core.Nodes().List(ctx, metav1.ListOptions{})
+			list, err := cl.ListNodes(ctx, "")
 			if err != nil {
 				return fmt.Errorf("list nodes: %w", err)
 			}
@@ -260,7 +259,7 @@ voting (etcd-rescue status --plan).`,
 				return err
 			}
 			o.Out = c.OutOrStdout()
-			return signerpod.Remove(c.Context(), cl.Core, o)
+			return signerpod.Remove(c.Context(), cl, o)
 		},
 	}
 	f := c.Flags()

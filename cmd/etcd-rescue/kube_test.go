@@ -50,7 +50,7 @@ func TestKubeCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := func(name string) string {
-		r, err := s.Clients(t).Certificates.CertificateSigningRequests().Get(t.Context(), name, metav1.GetOptions{})
+		r, err := s.Typed(t).Certificates.CertificateSigningRequests().Get(t.Context(), name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

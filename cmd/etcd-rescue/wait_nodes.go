@@ -49,7 +49,7 @@ the nodes' table. --dry-run prints the table once and does not wait.`,
 			if err != nil {
 				return err
 			}
-			w := &nodes.Waiter{Nodes: cl.Core.Nodes(), Role: role, Count: count, Names: names, Interval: interval, Out: c.OutOrStdout()}
+			w := &nodes.Waiter{API: cl, Role: role, Count: count, Names: names, Interval: interval, Out: c.OutOrStdout()}
 			ctx, cancel := context.WithTimeout(c.Context(), timeout)
 			defer cancel()
 			if dryRun {

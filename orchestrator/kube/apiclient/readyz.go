@@ -52,7 +52,7 @@ func (c *Clients) WaitReady(ctx context.Context, o ReadyOptions) error {
 // readyState returns a one-line state and whether the API server is ready
 // and accepts the credentials.
 func (c *Clients) readyState(ctx context.Context) (string, bool) {
-	rc := c.Core.RESTClient()
+	rc := c.core
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var code int

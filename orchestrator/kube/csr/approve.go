@@ -14,19 +14,24 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	certv1client "k8s.io/client-go/kubernetes/typed/certificates/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 )
 
 // ApprovalReason is the reason recorded in the Approved condition.
 const ApprovalReason = "EtcdRescueApproved"
 
+// API is the part of the Kubernetes API the Approver uses
+// (*apiclient.Clients is one).
+type API interface {
+	ListCSRs(ctx context.Context) (*certv1.CertificateSigningRequestList, error)
+	UpdateCSRApproval(ctx context.Context, r *certv1.CertificateSigningRequest) (*certv1.CertificateSigningRequest, error)
+	// GetNode reads a planned node's addresses for the serving CSR rule.
+	GetNode(ctx context.Context, name string) (*corev1.Node, error)
+}
+
 // Approver lists pending CSRs and approves those that pass the rules.
 type Approver struct {
-	// CSRs is the certificates/v1 client.
-	CSRs certv1client.CertificateSigningRequestInterface
-	// Nodes reads the planned nodes' addresses for the serving CSR rule.
-	Nodes corev1client.NodeInterface
+	// API lists and approves CSRs and reads nodes.
+	API API
 	// Planned are the node names of the planned masters.
 	Planned []string
 	// DryRun decides and prints, and approves nothing.
@@ -61,7 +66,7 @@ func (a *Approver) out() io.Writer {
 func (a *Approver) rules(ctx context.Context) (Rules, error) {
 	r := Rules{Nodes: a.Planned, Addresses: map[string][]string{}}
 	for _, name := range a.Planned {
-		n, err := a.Nodes.Get(ctx, name, metav1.GetOptions{})
+		n, err := a.API.GetNode(ctx, name)
 		if apierrors.IsNotFound(err) {
 			continue
 		}
@@ -86,7 +91,7 @@ func (a *Approver) Once(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	list, err := a.CSRs.List(ctx, metav1.ListOptions{})
+	list, err := a.API.ListCSRs(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list CSRs: %w", err)
 	}
@@ -99,7 +104,7 @@ func (a *Approver) Once(ctx context.Context) (*Result, error) {
 			continue
 		}
 		if d.Approve && !a.DryRun {
-			if err := approve(ctx, a.CSRs, r, d.Reason); err != nil {
+			if err := approve(ctx, a.API, r, d.Reason); err != nil {
 				return res, err
 			}
 			res.Approved = append(res.Approved, r.Name)
@@ -114,7 +119,7 @@ func (a *Approver) Once(ctx context.Context) (*Result, error) {
 }
 
 // approve adds the Approved condition through the approval subresource.
-func approve(ctx context.Context, c certv1client.CertificateSigningRequestInterface, r *certv1.CertificateSigningRequest, reason string) error {
+func approve(ctx context.Context, c API, r *certv1.CertificateSigningRequest, reason string) error {
 	r = r.DeepCopy()
 	r.Status.Conditions = append(r.Status.Conditions, certv1.CertificateSigningRequestCondition{
 		Type:           certv1.CertificateApproved,
@@ -123,7 +128,7 @@ func approve(ctx context.Context, c certv1client.CertificateSigningRequestInterf
 		Message:        "etcd-rescue: " + reason,
 		LastUpdateTime: metav1.Now(),
 	})
-	if _, err := c.UpdateApproval(ctx, r.Name, r, metav1.UpdateOptions{}); err != nil {
+	if _, err := c.UpdateCSRApproval(ctx, r); err != nil {
 		return fmt.Errorf("approve CSR %s: %w", r.Name, err)
 	}
 	return nil

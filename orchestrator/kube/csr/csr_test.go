@@ -77,7 +77,6 @@ func TestRules(t *testing.T) {
 	s.CreateNode(t, kubetest.NodeSpec{Name: "master-2", InternalIP: "10.0.0.12", Hostname: "master-2.example.internal", Ready: false})
 	s.CreateNode(t, kubetest.NodeSpec{Name: "worker-9", Role: "worker", InternalIP: "10.0.0.99", Ready: true})
 	cl := s.Clients(t)
-	csrs := cl.Certificates.CertificateSigningRequests()
 	ctx := kubetest.Context(t, 3*time.Minute)
 
 	want := map[string]csrCase{} // CSR name → case
@@ -104,7 +103,7 @@ func TestRules(t *testing.T) {
 
 	// Dry run: verdicts and reasons, nothing approved.
 	var out bytes.Buffer
-	dry := &csr.Approver{CSRs: csrs, Nodes: cl.Core.Nodes(), Planned: planned, DryRun: true, Out: &out}
+	dry := &csr.Approver{API: cl, Planned: planned, DryRun: true, Out: &out}
 	res, err := dry.Once(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +119,7 @@ func TestRules(t *testing.T) {
 	assertApproved(t, ctx, s, nil)
 
 	// A real pass approves exactly the good ones; a second pass nothing.
-	a := &csr.Approver{CSRs: csrs, Nodes: cl.Core.Nodes(), Planned: planned}
+	a := &csr.Approver{API: cl, Planned: planned}
 	res, err = a.Once(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +143,7 @@ func TestRules(t *testing.T) {
 	// which makes its earlier serving CSR checkable; watch ends when the
 	// node has both.
 	var watchOut bytes.Buffer
-	w := &csr.Approver{CSRs: csrs, Nodes: cl.Core.Nodes(), Planned: planned, Out: &watchOut}
+	w := &csr.Approver{API: cl, Planned: planned, Out: &watchOut}
 	done := make(chan error, 1)
 	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -204,7 +203,7 @@ func checkDecisions(t *testing.T, ds []csr.Decision, want map[string]csrCase) {
 // assertApproved checks that exactly the named CSRs carry Approved.
 func assertApproved(t *testing.T, ctx context.Context, s *kubetest.Server, names []string) {
 	t.Helper()
-	l, err := s.Clients(t).Certificates.CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+	l, err := s.Typed(t).Certificates.CertificateSigningRequests().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +221,7 @@ func assertApproved(t *testing.T, ctx context.Context, s *kubetest.Server, names
 func waitApproved(t *testing.T, ctx context.Context, s *kubetest.Server, name string) {
 	t.Helper()
 	for {
-		r, err := s.Clients(t).Certificates.CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
+		r, err := s.Typed(t).Certificates.CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,6 +30,8 @@ import (
 	"testing"
 	"time"
 
+	certv1client "k8s.io/client-go/kubernetes/typed/certificates/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -39,13 +41,15 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/apiclient"
 )
 
-// Version is the kube-apiserver version the tests run: the Kubernetes
+// Version is the kube-apiserver (and kube-controller-manager) version the tests run: the Kubernetes
 // release of the client-go in go.mod.
 const Version = "v1.37.2"
 
 // BinaryPath returns where the kube-apiserver binary is expected.
-func BinaryPath() string {
-	if p := os.Getenv("ETCD_RESCUE_KUBE_APISERVER"); p != "" {
+func BinaryPath() string { return binaryPath("kube-apiserver", "ETCD_RESCUE_KUBE_APISERVER") }
+
+func binaryPath(name, env string) string {
+	if p := os.Getenv(env); p != "" {
 		return p
 	}
 	cache := os.Getenv("ETCD_RESCUE_CACHE")
@@ -53,7 +57,7 @@ func BinaryPath() string {
 		home, _ := os.UserHomeDir()
 		cache = filepath.Join(home, ".cache", "etcd-rescue")
 	}
-	return filepath.Join(cache, "kube", Version, "kube-apiserver")
+	return filepath.Join(cache, "kube", Version, name)
 }
 
 // Binary returns the kube-apiserver path, or fails the test saying how to
@@ -71,8 +75,9 @@ func Binary(t testing.TB) string {
 type Server struct {
 	// URL is https://127.0.0.1:PORT.
 	URL string
-	// CAFile is the CA that signed the serving and client certificates.
-	CAFile string
+	// CAFile is the CA that signed the serving and client certificates;
+	// CAKeyFile is its key (a controller-manager signs CSRs with them).
+	CAFile, CAKeyFile string
 	// Kubeconfig is an admin kubeconfig file (system:masters).
 	Kubeconfig string
 	// Admin is the admin REST configuration.
@@ -104,6 +109,10 @@ func Start(t testing.TB) *Server {
 	must(t, err)
 	s := &Server{Dir: dir, CAFile: filepath.Join(dir, "ca.crt"), ca: ca, LogFile: filepath.Join(dir, "kube-apiserver.log")}
 	must(t, os.WriteFile(s.CAFile, ca.CertPEM, 0o644))
+	caKey, err := pki.MarshalKeyPEM(ca.Key)
+	must(t, err)
+	s.CAKeyFile = filepath.Join(dir, "ca.key")
+	must(t, os.WriteFile(s.CAKeyFile, caKey, 0o600))
 	servingCert, servingKey := s.issue(t, "serving", pki.Request{
 		CommonName: "kube-apiserver",
 		DNSNames:   []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
@@ -225,6 +234,30 @@ func (s *Server) Impersonate(user string, groups ...string) *rest.Config {
 	c := rest.CopyConfig(s.Admin)
 	c.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
 	return c
+}
+
+// Typed are client-go's typed clients, for tests to set up and inspect
+// objects (the code under test uses apiclient).
+type Typed struct {
+	Core         corev1client.CoreV1Interface
+	Certificates certv1client.CertificatesV1Interface
+}
+
+// Typed returns typed admin clients.
+func (s *Server) Typed(t testing.TB) Typed { return typed(t, s.Admin) }
+
+// TypedAs returns typed clients acting as id.
+func (s *Server) TypedAs(t testing.TB, id Identity) Typed {
+	return typed(t, s.Impersonate(id.User, id.Groups...))
+}
+
+func typed(t testing.TB, cfg *rest.Config) Typed {
+	t.Helper()
+	core, err := corev1client.NewForConfig(cfg)
+	must(t, err)
+	certs, err := certv1client.NewForConfig(cfg)
+	must(t, err)
+	return Typed{Core: core, Certificates: certs}
 }
 
 // Clients returns the admin clients.

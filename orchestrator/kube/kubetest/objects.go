@@ -39,7 +39,7 @@ func (s *Server) CreateNode(t testing.TB, n NodeSpec) *corev1.Node {
 	if n.Role == "" {
 		n.Role = "master"
 	}
-	core := s.Clients(t).Core
+	core := s.Typed(t).Core
 	node, err := core.Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
 		Name:   n.Name,
 		Labels: map[string]string{"node-role.kubernetes.io/" + n.Role: "", "kubernetes.io/hostname": n.Name},
@@ -62,7 +62,7 @@ func (s *Server) CreateNode(t testing.TB, n NodeSpec) *corev1.Node {
 func (s *Server) SetNodeReady(t testing.TB, name string, ready bool) {
 	t.Helper()
 	ctx := context.Background()
-	nodes := s.Clients(t).Core.Nodes()
+	nodes := s.Typed(t).Core.Nodes()
 	n, err := nodes.Get(ctx, name, metav1.GetOptions{})
 	must(t, err)
 	n.Status.Conditions = []corev1.NodeCondition{readyCondition(ready)}
@@ -155,7 +155,7 @@ func RequestPEM(t testing.TB, s CSRSpec) []byte {
 // the API server stored it, or the API server's error.
 func (s *Server) CreateCSR(t testing.TB, id Identity, spec CSRSpec) (*certv1.CertificateSigningRequest, error) {
 	t.Helper()
-	cl := s.ClientsAs(t, id.User, id.Groups...)
+	cl := s.TypedAs(t, id)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return cl.Certificates.CertificateSigningRequests().Create(ctx, &certv1.CertificateSigningRequest{

@@ -15,19 +15,22 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 )
 
 // RoleLabelPrefix prefixes the label that gives a node a role
 // (node-role.kubernetes.io/master).
 const RoleLabelPrefix = "node-role.kubernetes.io/"
 
+// API lists nodes (*apiclient.Clients is one).
+type API interface {
+	ListNodes(ctx context.Context, selector string) (*corev1.NodeList, error)
+}
+
 // Waiter waits for nodes of one role.
 type Waiter struct {
-	// Nodes is the core/v1 nodes client.
-	Nodes corev1client.NodeInterface
+	// API lists the nodes.
+	API API
 	// Role selects nodes by the node-role.kubernetes.io/<Role> label.
 	// Default "master".
 	Role string
@@ -96,7 +99,7 @@ func (w *Waiter) defaults() {
 // List returns the nodes of the role, sorted by name.
 func (w *Waiter) List(ctx context.Context) ([]corev1.Node, error) {
 	w.defaults()
-	l, err := w.Nodes.List(ctx, metav1.ListOptions{LabelSelector: RoleLabelPrefix + w.Role})
+	l, err := w.API.ListNodes(ctx, RoleLabelPrefix+w.Role)
 	if err != nil {
 		return nil, fmt.Errorf("list %s nodes: %w", w.Role, err)
 	}

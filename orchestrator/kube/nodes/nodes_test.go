@@ -41,10 +41,10 @@ func TestWait(t *testing.T) {
 	s.CreateNode(t, kubetest.NodeSpec{Name: "master-0", InternalIP: "10.0.0.10", Ready: true})
 	s.CreateNode(t, kubetest.NodeSpec{Name: "master-1", InternalIP: "10.0.0.11", Ready: false})
 	s.CreateNode(t, kubetest.NodeSpec{Name: "worker-0", Role: "worker", InternalIP: "10.0.1.10", Ready: true})
-	core := s.Clients(t).Core
+	api := s.Clients(t)
 
 	t.Run("times out with the state", func(t *testing.T) {
-		w := &nodes.Waiter{Nodes: core.Nodes(), Count: 2, Interval: 100 * time.Millisecond}
+		w := &nodes.Waiter{API: api, Count: 2, Interval: 100 * time.Millisecond}
 		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 		defer cancel()
 		got, err := w.Wait(ctx)
@@ -63,7 +63,7 @@ func TestWait(t *testing.T) {
 
 	t.Run("waits until every master is Ready", func(t *testing.T) {
 		out := newSyncBuffer()
-		w := &nodes.Waiter{Nodes: core.Nodes(), Count: 3, Names: []string{"master-0", "master-1", "master-2"}, Interval: 100 * time.Millisecond, Out: out}
+		w := &nodes.Waiter{API: api, Count: 3, Names: []string{"master-0", "master-1", "master-2"}, Interval: 100 * time.Millisecond, Out: out}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		type result struct {

@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 )
 
 // Defaults of Options.
@@ -48,9 +47,16 @@ type Options struct {
 	Out io.Writer
 }
 
+// API reads and deletes pods (*apiclient.Clients is one).
+type API interface {
+	GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
+	ListPods(ctx context.Context, namespace, selector string) (*corev1.PodList, error)
+	DeletePod(ctx context.Context, namespace, name string, opts metav1.DeleteOptions) error
+}
+
 // Remove deletes the signer pod if present and waits until it and any
 // static signer mirror pod are gone.
-func Remove(ctx context.Context, core corev1client.CoreV1Interface, o Options) error {
+func Remove(ctx context.Context, api API, o Options) error {
 	if o.Namespace == "" {
 		o.Namespace = DefaultNamespace
 	}
@@ -67,9 +73,8 @@ func Remove(ctx context.Context, core corev1client.CoreV1Interface, o Options) e
 	if out == nil {
 		out = io.Discard
 	}
-	pods := core.Pods(o.Namespace)
 	ref := o.Namespace + "/" + o.Name
-	p, err := pods.Get(ctx, o.Name, metav1.GetOptions{})
+	p, err := api.GetPod(ctx, o.Namespace, o.Name)
 	switch {
 	case apierrors.IsNotFound(err):
 		fmt.Fprintf(out, "signer pod %s: not present\n", ref)
@@ -77,7 +82,7 @@ func Remove(ctx context.Context, core corev1client.CoreV1Interface, o Options) e
 	case err != nil:
 		return fmt.Errorf("read signer pod %s: %w", ref, err)
 	}
-	mirrors, err := core.Pods(StaticNamespace).List(ctx, metav1.ListOptions{LabelSelector: StaticSelector})
+	mirrors, err := api.ListPods(ctx, StaticNamespace, StaticSelector)
 	if err != nil {
 		return fmt.Errorf("list static signer pods (%s in %s): %w", StaticSelector, StaticNamespace, err)
 	}
@@ -96,7 +101,7 @@ func Remove(ctx context.Context, core corev1client.CoreV1Interface, o Options) e
 			zero := int64(0)
 			opts.GracePeriodSeconds = &zero
 		}
-		if err := pods.Delete(ctx, o.Name, opts); err != nil && !apierrors.IsNotFound(err) {
+		if err := api.DeletePod(ctx, o.Namespace, o.Name, opts); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("delete signer pod %s: %w", ref, err)
 		}
 		fmt.Fprintf(out, "signer pod %s on node %s: deleted%s\n", ref, nodeOf(p), graceNote(o.Force))
@@ -107,7 +112,7 @@ func Remove(ctx context.Context, core corev1client.CoreV1Interface, o Options) e
 	for {
 		var left []string
 		if p != nil {
-			cur, err := pods.Get(wctx, o.Name, metav1.GetOptions{})
+			cur, err := api.GetPod(wctx, o.Namespace, o.Name)
 			switch {
 			case apierrors.IsNotFound(err):
 			case err != nil:
@@ -119,7 +124,7 @@ func Remove(ctx context.Context, core corev1client.CoreV1Interface, o Options) e
 				left = append(left, fmt.Sprintf("%s on node %s (terminating)", ref, nodeOf(cur)))
 			}
 		}
-		l, err := core.Pods(StaticNamespace).List(wctx, metav1.ListOptions{LabelSelector: StaticSelector})
+		l, err := api.ListPods(wctx, StaticNamespace, StaticSelector)
 		if err != nil {
 			left = append(left, fmt.Sprintf("static signer pods (%v)", err))
 		} else {

@@ -19,7 +19,8 @@ import (
 // verifies it is gone; a static signer's mirror pod that stays is reported.
 func TestRemove(t *testing.T) {
 	s := kubetest.Start(t)
-	core := s.Clients(t).Core
+	core := s.Typed(t).Core
+	api := s.Clients(t)
 	ctx := kubetest.Context(t, 2*time.Minute)
 	for _, ns := range []string{"openshift-config", "openshift-etcd"} {
 		if _, err := core.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -48,7 +49,7 @@ func TestRemove(t *testing.T) {
 
 	// Nothing to remove.
 	var out bytes.Buffer
-	if err := signerpod.Remove(ctx, core, signerpod.Options{Out: &out}); err != nil {
+	if err := signerpod.Remove(ctx, api, signerpod.Options{Out: &out}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "not present") || !strings.Contains(out.String(), "signer: gone") {
@@ -57,7 +58,7 @@ func TestRemove(t *testing.T) {
 
 	pod("openshift-config", "etcd-signer", nil)
 	out.Reset()
-	if err := signerpod.Remove(ctx, core, signerpod.Options{DryRun: true, Out: &out}); err != nil {
+	if err := signerpod.Remove(ctx, api, signerpod.Options{DryRun: true, Out: &out}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "would delete") {
@@ -69,7 +70,7 @@ func TestRemove(t *testing.T) {
 
 	out.Reset()
 	start := time.Now()
-	if err := signerpod.Remove(ctx, core, signerpod.Options{Interval: 100 * time.Millisecond, Out: &out}); err != nil {
+	if err := signerpod.Remove(ctx, api, signerpod.Options{Interval: 100 * time.Millisecond, Out: &out}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("removed in %s:\n%s", time.Since(start).Round(time.Millisecond), out.String())
@@ -80,12 +81,12 @@ func TestRemove(t *testing.T) {
 	// Bound to a node whose kubelet is gone, the pod stays terminating
 	// until --force deletes it with a zero grace period.
 	pod("openshift-config", "etcd-signer", nil, "master-0")
-	err := signerpod.Remove(ctx, core, signerpod.Options{Timeout: time.Second, Interval: 100 * time.Millisecond})
+	err := signerpod.Remove(ctx, api, signerpod.Options{Timeout: time.Second, Interval: 100 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "on node master-0 (terminating)") || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("pod of a node without kubelet: %v", err)
 	}
 	out.Reset()
-	if err := signerpod.Remove(ctx, core, signerpod.Options{Force: true, Interval: 100 * time.Millisecond, Out: &out}); err != nil {
+	if err := signerpod.Remove(ctx, api, signerpod.Options{Force: true, Interval: 100 * time.Millisecond, Out: &out}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "grace period 0") {
@@ -94,7 +95,7 @@ func TestRemove(t *testing.T) {
 
 	// A static signer's mirror pod that does not go away is reported.
 	pod("openshift-etcd", "etcd-rescue-signer-master-0", map[string]string{"app": "etcd-rescue-signer"})
-	err = signerpod.Remove(ctx, core, signerpod.Options{Timeout: time.Second, Interval: 100 * time.Millisecond})
+	err = signerpod.Remove(ctx, api, signerpod.Options{Timeout: time.Second, Interval: 100 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "openshift-etcd/etcd-rescue-signer-master-0") || !strings.Contains(err.Error(), signerpod.StaticManifest) {
 		t.Fatalf("lingering static signer: %v", err)
 	}
