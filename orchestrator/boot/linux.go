@@ -47,8 +47,10 @@ func Linux(console *os.File, version string) *Machine {
 			}
 			return err
 		},
-		PowerOff: func() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF) },
-		Reboot:   func() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART) },
+		// The last lines (the marker) must leave the serial port before
+		// the machine ends: the kernel does not wait for the tty.
+		PowerOff: func() error { out.drain(); return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF) },
+		Reboot:   func() error { out.drain(); return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART) },
 		Network: func(ctx context.Context, env *Env) error {
 			return netup.Static(ctx, env.Member, 15*time.Second, env.Console)
 		},
@@ -128,6 +130,16 @@ func (s *switchWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// drain waits until the console has transmitted what was written to it
+// (tcdrain); a console that is not a terminal needs nothing.
+func (s *switchWriter) drain() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.w.(*os.File); ok {
+		_ = unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1)
+	}
 }
 
 func (s *switchWriter) set(w io.Writer) {
