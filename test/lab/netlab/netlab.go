@@ -60,7 +60,8 @@ func New(t testing.TB, gateway string) *Net {
 			t.Fatalf("%s not found: install iproute2 and qemu-system-x86 (make deps)", tool)
 		}
 	}
-	n := &Net{NS: fmt.Sprintf("etcd-rescue-lab-%d-%d", os.Getpid(), seq.Add(1)), Bridge: "labbr0", Gateway: ip, Prefix: prefix}
+	removeStale(t)
+	n := &Net{NS: fmt.Sprintf("%s%d-%d", nsPrefix, os.Getpid(), seq.Add(1)), Bridge: "labbr0", Gateway: ip, Prefix: prefix}
 	run(t, "ip", "netns", "add", n.NS)
 	t.Cleanup(func() {
 		if out, err := exec.Command("ip", "netns", "del", n.NS).CombinedOutput(); err != nil {
@@ -90,6 +91,34 @@ func New(t testing.TB, gateway string) *Net {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// nsPrefix starts every lab namespace's name; the creating process's PID
+// follows.
+const nsPrefix = "etcd-rescue-lab-"
+
+// removeStale deletes lab namespaces left by test processes that no
+// longer exist (a test killed before its cleanup ran).
+func removeStale(t testing.TB) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], nsPrefix) {
+			continue
+		}
+		pid, _, _ := strings.Cut(strings.TrimPrefix(f[0], nsPrefix), "-")
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			continue // its test still runs
+		}
+		if b, err := exec.Command("ip", "netns", "del", f[0]).CombinedOutput(); err != nil {
+			t.Logf("stale lab namespace %s: %v: %s", f[0], err, b)
+		} else {
+			t.Logf("removed stale lab namespace %s", f[0])
+		}
+	}
 }
 
 func run(t testing.TB, name string, args ...string) {
