@@ -63,7 +63,7 @@ func LoadConfig(path string) (*rest.Config, error) {
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 	if err != nil {
 		if clientcmd.IsEmptyConfig(err) {
-			return nil, errors.New("no kubeconfig: give --kubeconfig (on a restored OpenShift master: /etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost-recovery.kubeconfig) or set KUBECONFIG")
+			return nil, errors.New("no kubeconfig: give --kubeconfig with a cluster admin's kubeconfig (the installer's auth/kubeconfig on OpenShift) or set KUBECONFIG")
 		}
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}

@@ -3,6 +3,9 @@ package csr_test
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,9 +72,11 @@ func cases() []csrCase {
 // created as kubelets create them (real keys, the bootstrap identities by
 // impersonation), then approve-csrs' dry run, a real pass, and a --watch
 // pass that completes a node registered later. Only the good CSRs ever get
-// the Approved condition.
+// the Approved condition, and kube-controller-manager's signer issues
+// certificates for exactly those.
 func TestRules(t *testing.T) {
 	s := kubetest.Start(t)
+	s.StartSigner(t)
 	s.AllowCSRCreation(t, "alice")
 	s.CreateNode(t, kubetest.NodeSpec{Name: "master-1", InternalIP: "10.0.0.11", Hostname: "master-1", Ready: true})
 	s.CreateNode(t, kubetest.NodeSpec{Name: "master-2", InternalIP: "10.0.0.12", Hostname: "master-2.example.internal", Ready: false})
@@ -170,7 +175,69 @@ func TestRules(t *testing.T) {
 			serving3 = name
 		}
 	}
-	assertApproved(t, ctx, s, append(append([]string{}, good...), r3.Name, serving3))
+	approved := append(append([]string{}, good...), r3.Name, serving3)
+	assertApproved(t, ctx, s, approved)
+
+	// The controller-manager's signer issues a certificate for every
+	// approved CSR, with the subject, SANs and usages the rules checked;
+	// no refused CSR gets one.
+	want[r3.Name] = csrCase{name: "master-3 client", spec: clientSpec("master-3"), approve: true}
+	for _, name := range approved {
+		cert := waitCertificate(t, ctx, s, name)
+		c := want[name]
+		if cert.Subject.CommonName != c.spec.CN || len(cert.Subject.Organization) != 1 || cert.Subject.Organization[0] != "system:nodes" {
+			t.Errorf("%s: certificate subject %s", c.name, cert.Subject)
+		}
+		wantEKU := x509.ExtKeyUsageClientAuth
+		if c.spec.Signer == certv1.KubeletServingSignerName {
+			wantEKU = x509.ExtKeyUsageServerAuth
+		}
+		if len(cert.ExtKeyUsage) != 1 || cert.ExtKeyUsage[0] != wantEKU || !slices.Equal(cert.DNSNames, c.spec.DNS) {
+			t.Errorf("%s: certificate usages %v SANs %v, want [%v] %v", c.name, cert.ExtKeyUsage, cert.DNSNames, wantEKU, c.spec.DNS)
+		}
+	}
+	l, err := s.Typed(t).Certificates.CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range l.Items {
+		if !slices.Contains(approved, r.Name) && len(r.Status.Certificate) > 0 {
+			t.Errorf("refused CSR %s (%s) has a certificate", r.Name, want[r.Name].name)
+		}
+	}
+	t.Logf("%d approved CSRs signed by kube-controller-manager; %d refused CSRs have no certificate", len(approved), len(l.Items)-len(approved))
+}
+
+// waitCertificate waits until the signer has issued the CSR's certificate.
+func waitCertificate(t *testing.T, ctx context.Context, s *kubetest.Server, name string) *x509.Certificate {
+	t.Helper()
+	for {
+		r, err := s.Typed(t).Certificates.CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Status.Certificate) > 0 {
+			blk, _ := pem.Decode(r.Status.Certificate)
+			if blk == nil {
+				t.Fatalf("CSR %s: certificate is not PEM", name)
+			}
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		for _, c := range r.Status.Conditions {
+			if c.Type == certv1.CertificateFailed {
+				t.Fatalf("CSR %s: signing failed: %s", name, c.Message)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("CSR %s: no certificate issued", name)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func checkDecisions(t *testing.T, ds []csr.Decision, want map[string]csrCase) {
