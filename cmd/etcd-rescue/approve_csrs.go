@@ -19,6 +19,7 @@ func newApproveCSRsCmd() *cobra.Command {
 		timeout  time.Duration
 		interval time.Duration
 		output   string
+		since    time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "approve-csrs --kubeconfig K (--nodes host1,host2 | --plan FILE) [--watch --timeout 30m] [--dry-run]",
@@ -61,6 +62,7 @@ except the survivor's.`,
 				API:     cl,
 				Planned: names,
 				DryRun:  dryRun,
+				Since:   time.Now().Add(-since),
 			}
 			ctx, cancel := context.WithTimeout(c.Context(), timeout)
 			defer cancel()
@@ -93,5 +95,6 @@ except the survivor's.`,
 	f.DurationVar(&timeout, "timeout", 30*time.Minute, "overall time limit")
 	f.DurationVar(&interval, "interval", 5*time.Second, "with --watch, time between passes")
 	f.StringVarP(&output, "output", "o", "table", "table or json")
+	f.DurationVar(&since, "since", time.Hour, "with --watch, CSRs approved this recently (by anyone) count as a node's client or serving CSR")
 	return c
 }

@@ -38,11 +38,15 @@ type Approver struct {
 	DryRun bool
 	// Out receives the decision table. Nil discards.
 	Out io.Writer
+	// Since is how recent an approval (by this run, an earlier run or an
+	// operator) must be to count toward a node's goal of an approved
+	// client and serving CSR. Zero means one hour before the first pass:
+	// approved CSRs are deleted an hour after approval, so this covers an
+	// earlier run without counting the lost master's old CSRs.
+	Since time.Time
 
 	// approved holds, per node and kind, whether an approved CSR was seen.
 	approved map[string]map[string]bool
-	// since is the start of the first pass, less a minute of clock skew.
-	since time.Time
 	// shown holds the last printed verdict per CSR, so --watch prints changes only.
 	shown map[string]string
 }
@@ -84,8 +88,8 @@ func (a *Approver) Once(ctx context.Context) (*Result, error) {
 	if len(a.Planned) == 0 {
 		return nil, errors.New("no planned nodes: give the new masters' node names (--nodes) so only their CSRs are approved")
 	}
-	if a.since.IsZero() {
-		a.since = time.Now().Add(-time.Minute).Truncate(time.Second)
+	if a.Since.IsZero() {
+		a.Since = time.Now().Add(-time.Hour).Truncate(time.Second)
 	}
 	rules, err := a.rules(ctx)
 	if err != nil {
@@ -135,10 +139,10 @@ func approve(ctx context.Context, c API, r *certv1.CertificateSigningRequest, re
 }
 
 // noteApproved counts an approved CSR of a planned node that passes the
-// rules and was approved since this Approver started (by an operator with
-// oc, or by an earlier run): a new master's CSRs can be approved by anyone.
-// CSRs approved before the start are left out, as they may belong to the
-// lost master that had the same name.
+// rules and was approved after Since (by an operator with oc, or by an
+// earlier run): a new master's CSRs can be approved by anyone. Older
+// approvals are left out, as they may belong to the lost master that had
+// the same name.
 func (a *Approver) noteApproved(r *certv1.CertificateSigningRequest, d Decision, rules Rules) {
 	if d.State != "approved" {
 		return
@@ -149,7 +153,12 @@ func (a *Approver) noteApproved(r *certv1.CertificateSigningRequest, d Decision,
 		return
 	}
 	for _, c := range r.Status.Conditions {
-		if c.Type == certv1.CertificateApproved && !c.LastUpdateTime.Time.Before(a.since) {
+		// The API server fills lastTransitionTime; clients set lastUpdateTime.
+		at := c.LastUpdateTime.Time
+		if c.LastTransitionTime.After(at) {
+			at = c.LastTransitionTime.Time
+		}
+		if c.Type == certv1.CertificateApproved && !at.Before(a.Since) {
 			a.markApproved(d)
 		}
 	}
