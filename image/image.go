@@ -2,9 +2,9 @@
 // pxe (kernel, initramfs and command line as files, for PXE/iPXE or QEMU
 // -kernel), raw (a GPT disk whose EFI system partition holds a unified
 // kernel image as EFI/BOOT/BOOTX64.EFI, so UEFI firmware boots it with no
-// boot loader) and iso (El Torito with a UEFI entry: a FAT image holding the
-// same BOOTX64.EFI). Every output is reproducible: the same inputs give the
-// same bytes.
+// boot loader) and iso (El Torito with a UEFI entry, a FAT image holding the
+// same BOOTX64.EFI, and a BIOS entry through Debian's ISOLINUX). Every output
+// is reproducible: the same inputs give the same bytes.
 package image
 
 import (
@@ -35,6 +35,9 @@ type Inputs struct {
 	Stub string
 	// Version is written into the image's os-release.
 	Version string
+	// ISOLinux and Ldlinux are ISOLINUX's files for the ISO's BIOS entry.
+	// Default DefaultISOLinux and DefaultLdlinux.
+	ISOLinux, Ldlinux string
 }
 
 func (in Inputs) osRelease() string {

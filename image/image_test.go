@@ -170,8 +170,10 @@ func TestISOReproducibleWithEFIImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Plain ISO 9660 (no Rock Ridge, no Joliet): names are upper case.
-	if _, err := fs.OpenFile(strings.ToUpper(efiImage), os.O_RDONLY); err != nil {
-		t.Errorf("ISO has no %s: %v", efiImage, err)
+	for _, p := range []string{efiImage, "/vmlinuz", "/initrd.img", "/isolinux/isolinux.bin", "/isolinux/ldlinux.c32", "/isolinux/isolinux.cfg"} {
+		if _, err := fs.OpenFile(strings.ToUpper(p), os.O_RDONLY); err != nil {
+			t.Errorf("ISO has no %s: %v", p, err)
+		}
 	}
 	raw, _ := os.ReadFile(a)
 	if !bytes.Contains(raw[17*isoBlock:18*isoBlock], []byte("EL TORITO SPECIFICATION")) {

@@ -19,11 +19,34 @@ const (
 	isoBlock    = 2048
 )
 
-// ISO writes an El Torito ISO to out whose UEFI boot entry is a FAT image
-// holding the unified kernel image as EFI/BOOT/BOOTX64.EFI. go-diskfs stamps
-// the volume descriptors and the boot catalog with the current time;
+// Debian's ISOLINUX (packages isolinux and syslinux-common), for the ISO's
+// BIOS boot entry.
+const (
+	DefaultISOLinux = "/usr/lib/ISOLINUX/isolinux.bin"
+	DefaultLdlinux  = "/usr/lib/syslinux/modules/bios/ldlinux.c32"
+)
+
+// ISO writes an El Torito ISO to out with two boot entries: BIOS, through
+// ISOLINUX loading /vmlinuz and /initrd.img, and UEFI, a FAT image holding
+// the unified kernel image as EFI/BOOT/BOOTX64.EFI. go-diskfs stamps the
+// volume descriptors and the boot catalog with the current time;
 // normalizeISO rewrites every such date to a fixed one afterwards.
 func ISO(in Inputs, out string) error {
+	if in.Cmdline == "" {
+		in.Cmdline = DefaultCmdline
+	}
+	isolinux, ldlinux := in.ISOLinux, in.Ldlinux
+	if isolinux == "" {
+		isolinux = DefaultISOLinux
+	}
+	if ldlinux == "" {
+		ldlinux = DefaultLdlinux
+	}
+	for _, p := range []string{isolinux, ldlinux} {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("ISO BIOS boot: %w (install Debian's isolinux and syslinux-common: make deps)", err)
+		}
+	}
 	uki, cleanup, err := buildUKI(in, out)
 	if err != nil {
 		return err
@@ -54,10 +77,18 @@ func ISO(in Inputs, out string) error {
 		return err
 	}
 
+	kSt, err := os.Stat(in.Kernel)
+	if err != nil {
+		return err
+	}
+	iSt, err := os.Stat(in.Initrd)
+	if err != nil {
+		return err
+	}
 	tmp := out + ".tmp"
 	os.Remove(tmp)
 	defer os.Remove(tmp)
-	size := fatSt.Size() + 4*mib
+	size := fatSt.Size() + kSt.Size() + iSt.Size() + 4*mib
 	d, err := diskfs.Create(tmp, size, diskfs.SectorSizeDefault)
 	if err != nil {
 		return err
@@ -73,22 +104,36 @@ func ISO(in Inputs, out string) error {
 		d.Close()
 		return fmt.Errorf("make ISO 9660 filesystem: %w", err)
 	}
-	dst, err := fs.OpenFile(efiImage, os.O_CREATE|os.O_RDWR)
-	if err != nil {
+	if err := fs.Mkdir("/isolinux"); err != nil {
 		d.Close()
 		return err
 	}
-	src, err := os.Open(fatPath)
-	if err != nil {
+	// Not in work: that is the ISO's own tree.
+	cfg := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".isolinux.cfg")
+	if err := os.WriteFile(cfg, []byte(isolinuxCfg(in.Cmdline)), 0o644); err != nil {
 		d.Close()
 		return err
 	}
-	_, err = io.Copy(dst, src)
-	src.Close()
-	if err != nil {
-		d.Close()
-		return fmt.Errorf("ISO write %s: %w", efiImage, err)
+	defer os.Remove(cfg)
+	for _, f := range []struct{ src, dst string }{
+		{fatPath, efiImage},
+		{in.Kernel, "/vmlinuz"},
+		{in.Initrd, "/initrd.img"},
+		{isolinux, "/isolinux/isolinux.bin"},
+		{ldlinux, "/isolinux/ldlinux.c32"},
+		{cfg, "/isolinux/isolinux.cfg"},
+	} {
+		if err := copyInto(fs, f.src, f.dst); err != nil {
+			d.Close()
+			return fmt.Errorf("ISO write %s: %w", f.dst, err)
+		}
 	}
+	bios := &iso9660.ElToritoEntry{
+		Platform: iso9660.BIOS, Emulation: iso9660.NoEmulation,
+		BootFile: "/isolinux/isolinux.bin", BootTable: true,
+	}
+	// ISOLINUX loads the rest of itself: the BIOS reads 4 sectors.
+	bios.SetLoadSize(4)
 	iso, ok := fs.(*iso9660.FileSystem)
 	if !ok {
 		d.Close()
@@ -97,8 +142,8 @@ func ISO(in Inputs, out string) error {
 	if err := iso.Finalize(iso9660.FinalizeOptions{
 		VolumeIdentifier: isoVolumeID,
 		ElTorito: &iso9660.ElTorito{
-			BootCatalog: "/BOOT.CAT",
-			Entries: []*iso9660.ElToritoEntry{{
+			BootCatalog: "/isolinux/boot.cat",
+			Entries: []*iso9660.ElToritoEntry{bios, {
 				Platform: iso9660.EFI, Emulation: iso9660.NoEmulation, BootFile: efiImage,
 			}},
 		},
@@ -113,6 +158,28 @@ func ISO(in Inputs, out string) error {
 		return fmt.Errorf("normalize ISO dates: %w", err)
 	}
 	return os.Rename(tmp, out)
+}
+
+// isolinuxCfg boots the kernel at once with the image's command line.
+func isolinuxCfg(cmdline string) string {
+	return "DEFAULT rescue\nPROMPT 0\nTIMEOUT 0\nLABEL rescue\n  KERNEL /vmlinuz\n  APPEND initrd=/initrd.img " + cmdline + "\n"
+}
+
+// copyInto copies a host file into the filesystem being built.
+func copyInto(fs filesystem.FileSystem, src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := fs.OpenFile(dst, os.O_CREATE|os.O_RDWR)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		return err
+	}
+	return out.Close()
 }
 
 // fixedDate is 2000-01-01 00:00:00 UTC, ISO 9660's 17-byte form and its

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages etcd-rescue needs to build the rescue image and
 # run its QEMU tests: QEMU and OVMF to boot it, systemd's EFI stub for the
-# unified kernel image, binutils (objcopy), mkfs tools for test disks, kmod
+# unified kernel image, ISOLINUX for the ISO's BIOS entry, binutils
+# (objcopy), mkfs tools for test disks, kmod
 # (depmod) for the kernel's modules.dep, and cpio/xz for inspecting images.
 # Idempotent: it installs only what is missing, and runs apt-get update once.
 set -euo pipefail
@@ -9,7 +10,7 @@ set -euo pipefail
 pkgs=(
 	qemu-system-x86 qemu-utils ovmf systemd-boot-efi binutils
 	e2fsprogs xfsprogs dosfstools mtools kmod cpio xz-utils zstd
-	iproute2 util-linux ca-certificates dbus-daemon etcd-server
+	iproute2 util-linux ca-certificates dbus-daemon etcd-server isolinux syslinux-common
 )
 
 missing=()

@@ -20,7 +20,7 @@ import (
 
 // Linux returns a Machine wired to the real system calls.
 func Linux(console *os.File, version string) *Machine {
-	out := &switchWriter{w: console}
+	out := &consoleWriter{files: openConsoles(), fallback: console}
 	return &Machine{
 		Console: out,
 		Version: version,
@@ -40,11 +40,7 @@ func Linux(console *os.File, version string) *Machine {
 		Sync:        unix.Sync,
 		Shell: func() error {
 			err := consoleShell()
-			// The shell's exit hung up the console it controlled: later
-			// lines go to a freshly opened /dev/console.
-			if f, oerr := os.OpenFile("/dev/console", os.O_WRONLY, 0); oerr == nil {
-				out.set(f)
-			}
+			out.reopen()
 			return err
 		},
 		// The last lines (the marker) must leave the serial port before
@@ -120,30 +116,85 @@ func consoleShell() error {
 	return cmd.Run()
 }
 
-// switchWriter is the console writer; it can be pointed at a new file.
-type switchWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+// consoleWriter writes every line straight to the kernel's consoles. It
+// does not go through stdout: u-root's init hands the uinit a pipe that it
+// copies to the consoles itself, and whatever is still in that pipe is lost
+// when the machine powers off right after the marker line.
+type consoleWriter struct {
+	mu       sync.Mutex
+	files    []*os.File
+	fallback io.Writer
 }
 
-func (s *switchWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
+// openConsoles opens the consoles named by console= on the kernel command
+// line (else /dev/console) for writing.
+func openConsoles() []*os.File {
+	b, _ := os.ReadFile("/proc/cmdline")
+	var files []*os.File
+	seen := map[string]bool{}
+	names := []string{}
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, "console="); ok {
+			name, _, _ := strings.Cut(v, ",")
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		names = []string{"console"}
+	}
+	for _, n := range names {
+		if n == "" || seen[n] {
+			continue
+		}
+		seen[n] = true
+		if f, err := os.OpenFile("/dev/"+n, os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
+			files = append(files, f)
+		}
+	}
+	return files
 }
 
-// drain waits until the console has transmitted what was written to it
-// (tcdrain); a console that is not a terminal needs nothing.
-func (s *switchWriter) drain() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if f, ok := s.w.(*os.File); ok {
+// Write writes p to every console; one that fails (a VGA console on a
+// headless machine) does not stop the others.
+func (c *consoleWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.files) == 0 {
+		return c.fallback.Write(p)
+	}
+	var ok bool
+	var lastErr error
+	for _, f := range c.files {
+		if _, err := f.Write(p); err != nil {
+			lastErr = err
+			continue
+		}
+		ok = true
+	}
+	if !ok {
+		return 0, lastErr
+	}
+	return len(p), nil
+}
+
+// drain waits until the consoles have transmitted what was written to
+// them (tcdrain).
+func (c *consoleWriter) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.files {
 		_ = unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1)
 	}
 }
 
-func (s *switchWriter) set(w io.Writer) {
-	s.mu.Lock()
-	s.w = w
-	s.mu.Unlock()
+// reopen opens the consoles anew: a shell's exit hangs up the terminal it
+// controlled, and every file open on it with it.
+func (c *consoleWriter) reopen() {
+	files := openConsoles()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.files {
+		f.Close()
+	}
+	c.files = files
 }
