@@ -76,6 +76,21 @@ func TestKubeCommands(t *testing.T) {
 		if _, ok := runCLI(t, "approve-csrs", "--kubeconfig", kc); ok {
 			t.Fatal("approve-csrs without --nodes or --plan succeeded")
 		}
+		// A later --watch run counts the client CSR approved above and
+		// ends once the node's serving CSR is approved too.
+		serving, err := s.CreateCSR(t, kubetest.NodeIdentity("master-1"), kubetest.CSRSpec{CN: "system:node:master-1", O: "system:nodes",
+			DNS: []string{"master-1"}, IPs: []string{"10.0.0.11"},
+			Signer: certv1.KubeletServingSignerName, Usages: []certv1.KeyUsage{certv1.UsageDigitalSignature, certv1.UsageServerAuth}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, ok = runCLI(t, "approve-csrs", "--kubeconfig", kc, "--nodes", "master-1", "--watch", "--interval", "200ms", "--timeout", "30s")
+		if !ok || !strings.Contains(out, "every planned node has its client and serving CSR approved") || state(serving.Name) != "approved" {
+			t.Fatalf("approve-csrs --watch:\n%s", out)
+		}
+		if state(bad.Name) != "pending" {
+			t.Fatal("--watch approved the intruder's CSR")
+		}
 	})
 
 	t.Run("wait-nodes", func(t *testing.T) {
