@@ -153,6 +153,33 @@ func TestKubeCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("plan", func(t *testing.T) {
+		planFile := filepath.Join(t.TempDir(), "plan.yaml")
+		plan := `version: 1
+cluster: {name: ocp, domain: ocp.example.com}
+survivor: etcd-member-master-0
+members:
+- {name: etcd-member-master-0, host: master-0, dnsName: etcd-0.ocp.example.com, peerURL: "https://etcd-0.ocp.example.com:2380"}
+- {name: etcd-member-master-1, host: master-1, dnsName: etcd-1.ocp.example.com, peerURL: "https://etcd-1.ocp.example.com:2380"}
+`
+		if err := os.WriteFile(planFile, []byte(plan), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// The survivor's node is not a new master: only master-1 is planned.
+		out, ok := runCLI(t, "approve-csrs", "--kubeconfig", kc, "--plan", planFile, "--dry-run")
+		if !ok || !strings.Contains(out, "planned nodes master-1") {
+			t.Fatalf("approve-csrs --plan:\n%s", out)
+		}
+		out, ok = runCLI(t, "dns-lb", "--kubeconfig", kc, "--plan", planFile, "--lookup=false", "-o", "json", "--dry-run")
+		var ch dnslb.Change
+		if !ok || json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &ch) != nil || len(ch.DNS.Records) != 3 || ch.DNS.Records[1].Name != "etcd-1.ocp.example.com." || ch.DNS.Records[1].Values[0] != "10.0.0.11" {
+			t.Fatalf("dns-lb --plan:\n%s", out)
+		}
+		if out, ok := runCLI(t, "wait-nodes", "--kubeconfig", kc, "--plan", planFile, "--timeout", "10s"); !ok || !strings.Contains(out, "2/2 master nodes Ready") {
+			t.Fatalf("wait-nodes --plan:\n%s", out)
+		}
+	})
+
 	t.Run("remove-signer", func(t *testing.T) {
 		out, ok := runCLI(t, "remove-signer", "--kubeconfig", kc, "--timeout", "10s")
 		if !ok || !strings.Contains(out, "not present") || !strings.Contains(out, "signer: gone") {
