@@ -251,4 +251,3 @@ func machine(dir string) string {
 	}
 	return fmt.Sprintf("%d cores (%s), disk %s", runtime.NumCPU(), model, disk)
 }
-
