@@ -24,7 +24,7 @@ vet:
 
 # Unit and integration tests (real etcd, real QEMU): installs what is
 # missing first, so it is the one command a fresh machine needs.
-test: deps kernel etcd-versions vet
+test: deps kernel etcd-versions kube-apiserver vet
 	$(GO) test -count=1 -timeout 60m ./...
 
 clean:
