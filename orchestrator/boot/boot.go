@@ -63,6 +63,9 @@ type Machine struct {
 
 	// Mount mounts source on target (both already prefixed with Root).
 	Mount func(source, target, fstype string, readOnly bool, data string) error
+	// Bind bind-mounts source on target (both prefixed with Root); used to
+	// assemble an OSTree root.
+	Bind func(source, target string) error
 	// Remount changes a mount to read-only (used when unmount fails).
 	RemountReadOnly func(target string) error
 	// Unmount unmounts target.

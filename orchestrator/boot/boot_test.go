@@ -72,6 +72,13 @@ func newFake(t *testing.T, cmdline string) *fakeMachine {
 			}
 			return os.Mkdir(target, 0o755)
 		},
+		Bind: func(source, target string) error {
+			f.calls = append(f.calls, "bind "+rel(root, target))
+			if err := os.Remove(target); err != nil {
+				return err
+			}
+			return os.Symlink(source, target)
+		},
 		RemountReadOnly: func(target string) error {
 			f.calls = append(f.calls, "remount-ro "+rel(root, target))
 			return nil
@@ -396,5 +403,86 @@ func TestProbeFS(t *testing.T) {
 	}
 	if fs := probeBytes(make([]byte, 4096)); fs.Type != "" {
 		t.Errorf("zeros: %+v", fs)
+	}
+}
+
+// rhcosRoot adds an RHCOS-like root disk: two OSTree deployments, the
+// stateroot's /var, and the boot.N symlinks; returns its content folder.
+func (f *fakeMachine) rhcosRoot(name string) string {
+	f.t.Helper()
+	f.addDisk(name, "root", map[string]string{
+		"ostree/deploy/rhcos/deploy/aaa.0/etc/kubernetes/manifests/which": "aaa",
+		"ostree/deploy/rhcos/deploy/aaa.0/var/":                           "",
+		"ostree/deploy/rhcos/deploy/bbb.0/etc/kubernetes/manifests/which": "bbb",
+		"ostree/deploy/rhcos/deploy/bbb.0/var/":                           "",
+		"ostree/deploy/rhcos/var/lib/etcd/member/snap/db":                 "data",
+		"ostree/boot.1.1/rhcos/csum/":                                     "",
+	})
+	dir := f.content[filepath.Join(f.Root, "dev", name)]
+	for link, target := range map[string]string{
+		"ostree/boot.1":                "boot.1.1",
+		"ostree/boot.1.1/rhcos/csum/0": "../../../deploy/rhcos/deploy/bbb.0",
+		"ostree/boot.1.1/rhcos/csum/1": "../../../deploy/rhcos/deploy/aaa.0",
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestBootOSTreeRoot(t *testing.T) {
+	var env *Env
+	withRole(t, "restore", func(_ context.Context, e *Env) error {
+		env = e
+		b, err := os.ReadFile(filepath.Join(e.Root, "etc/kubernetes/manifests/which"))
+		if err != nil || string(b) != "bbb" {
+			return fmt.Errorf("manifests of the default deployment: %q, %v", b, err)
+		}
+		if _, err := os.Stat(filepath.Join(e.Root, "var/lib/etcd/member/snap/db")); err != nil {
+			return fmt.Errorf("stateroot /var not under the root: %v", err)
+		}
+		return nil
+	}, WritableRoot())
+	f := newFake(t, "")
+	f.setFwCfg(buildConfig(t, testPlan, ignition.Role{Role: ignition.RoleRestore}))
+	f.rhcosRoot("vda")
+	f.addDisk("vdb", "boot", map[string]string{
+		"loader/entries/ostree-1-rhcos.conf": "title old\nversion 1\noptions root=UUID=x ostree=/ostree/boot.1/rhcos/csum/1 rw\n",
+		"loader/entries/ostree-2-rhcos.conf": "title new\nversion 2\noptions root=UUID=x ostree=/ostree/boot.1/rhcos/csum/0 rw\n",
+	})
+	if err := f.Boot(context.Background()); err != nil {
+		t.Fatalf("Boot: %v\n%s", err, f.console.String())
+	}
+	if env.Root != filepath.Join(f.Root, MountSysroot) {
+		t.Errorf("root = %q, want the sysroot view", env.Root)
+	}
+	if !strings.Contains(f.console.String(), "root: OSTree deployment /ostree/deploy/rhcos/deploy/bbb.0 with its /var on /run/etcd-rescue/sysroot") {
+		t.Errorf("console:\n%s", f.console.String())
+	}
+	if len(f.mounts) != 0 {
+		t.Errorf("left mounted: %+v", f.mounts)
+	}
+
+	// Two deployments and no boot partition: refuse to guess.
+	f = newFake(t, "")
+	f.setFwCfg(buildConfig(t, testPlan, ignition.Role{Role: ignition.RoleRestore}))
+	f.rhcosRoot("vda")
+	if err := f.Boot(context.Background()); err == nil || !strings.Contains(err.Error(), "attach the partition labelled boot") {
+		t.Errorf("no boot partition: err = %v", err)
+	}
+	if len(f.mounts) != 0 {
+		t.Errorf("left mounted: %+v", f.mounts)
+	}
+}
+
+func TestDefaultOSTreeArg(t *testing.T) {
+	got, err := defaultOSTreeArg([][]byte{
+		[]byte("version 3\noptions ostree=/ostree/boot.0/fedora-coreos/c/0 quiet\n"),
+		[]byte("version 12\noptions ostree=/ostree/boot.0/fedora-coreos/c/1\n"),
+		[]byte("version 20\noptions quiet\n"),
+	})
+	if err != nil || got != "/ostree/boot.0/fedora-coreos/c/1" {
+		t.Errorf("defaultOSTreeArg = %q, %v", got, err)
 	}
 }

@@ -120,8 +120,10 @@ func findHinted(disks []disk, label, uuid string) (disk, bool) {
 var rootMarkers = []string{"etc/kubernetes/manifests"}
 
 // setupRoot finds the master's root filesystem (by the member's disk hint,
-// else the one filesystem holding /etc/kubernetes/manifests) and mounts it,
-// read-write only for a role registered with WritableRoot.
+// else the one filesystem holding /etc/kubernetes/manifests, at its top or
+// in an OSTree deployment) and mounts it, read-write only for a role
+// registered with WritableRoot. An OSTree root (RHCOS) is presented to the
+// role as the running OS sees it (see ostreeView).
 func (m *Machine) setupRoot(ctx context.Context, env *Env, spec roleSpec, disks []disk) error {
 	hint := env.Member.Disk
 	var root disk
@@ -144,7 +146,7 @@ func (m *Machine) setupRoot(ctx context.Context, env *Env, spec roleSpec, disks 
 			if d.fs.Type != "ext4" && d.fs.Type != "xfs" {
 				continue
 			}
-			ok, err := m.probeFor(d, func(dir string) bool { return hasAny(dir, rootMarkers) })
+			ok, err := m.probeFor(d, func(dir string) bool { return hasAny(dir, rootMarkers) || isOSTreeRoot(dir) })
 			if err != nil {
 				fmt.Fprintf(m.Console, "root: %v\n", err)
 				continue
@@ -171,6 +173,13 @@ func (m *Machine) setupRoot(ctx context.Context, env *Env, spec roleSpec, disks 
 	}
 	env.Root, env.RootDevice = m.path(MountRoot), root.dev
 	fmt.Fprintf(m.Console, "root: %s mounted on %s %s\n", root, MountRoot, modeWord(rw))
+	view, err := m.ostreeView(env, disks, rw)
+	if err != nil {
+		return fmt.Errorf("root filesystem %s: %w", root, err)
+	}
+	if view != "" {
+		env.Root = view
+	}
 	return ctx.Err()
 }
 

@@ -31,6 +31,9 @@ func Linux(console *os.File, version string) *Machine {
 			}
 			return unix.Mount(source, target, fstype, flags, data)
 		},
+		Bind: func(source, target string) error {
+			return unix.Mount(source, target, "", unix.MS_BIND, "")
+		},
 		RemountReadOnly: func(target string) error {
 			return unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
 		},
