@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -326,6 +328,32 @@ func TestDrill(t *testing.T) {
 		}
 		back.console.Kill()
 	})
+	phase("survivor's disk after power-off: old data kept, signer removed", func() {
+		for _, m := range []*master{survivor, m3, m4} {
+			m.console.Kill()
+		}
+		// The VM was powered off hard: replay the ext4 journal first, as
+		// the next mount would (debugfs reads without it).
+		if out, err := exec.Command("e2fsck", "-fy", survivor.disk).CombinedOutput(); err != nil {
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
+				t.Fatalf("e2fsck of the survivor's disk: %v: %s", err, out)
+			}
+		}
+		runs := debugfsList(t, survivor.disk, "/var/lib/etcd-rescue/backup")
+		if len(runs) != 1 {
+			t.Fatalf("restore runs kept on the survivor's disk: %v, want one", runs)
+		}
+		kept := "/var/lib/etcd-rescue/backup/" + runs[0] + "/var/lib/etcd/member/snap"
+		if files := debugfsList(t, survivor.disk, kept); !slices.Contains(files, "db") {
+			t.Errorf("the old data dir is not kept in %s: %v", kept, files)
+		}
+		for _, gone := range []string{signer.UnitPath, signer.UnitWantsPath} {
+			if out, _ := exec.Command("debugfs", "-R", "stat /"+gone, survivor.disk).CombinedOutput(); !strings.Contains(string(out), "not found") {
+				t.Errorf("/%s is still on the survivor's disk", gone)
+			}
+		}
+		t.Logf("old data dir kept in %s", kept)
+	})
 	rep.Total = time.Since(start).Seconds()
 	var b bytes.Buffer
 	rep.print(&b)
@@ -353,6 +381,24 @@ func waitHashKV(ctx context.Context, cli *clientv3.Client, ep string, rev int64)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// debugfsList lists a folder of an ext4 image (names, without . and ..).
+func debugfsList(t *testing.T, disk, dir string) []string {
+	t.Helper()
+	out, err := exec.Command("debugfs", "-R", "ls -p "+dir, disk).CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs ls %s: %v: %s", dir, err, out)
+	}
+	var names []string
+	for _, l := range strings.Split(string(out), "\n") {
+		// /inode/mode/uid/gid/name/size/
+		f := strings.Split(l, "/")
+		if len(f) >= 7 && f[5] != "." && f[5] != ".." && f[5] != "" {
+			names = append(names, f[5])
+		}
+	}
+	return names
 }
 
 func dirSize(t *testing.T, dir string) int64 {
