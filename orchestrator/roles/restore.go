@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -57,9 +58,9 @@ func Restore(ctx context.Context, env *boot.Env) error {
 		fmt.Fprintf(env.Console, "RESTORE-FAILED: %v\n", err)
 		return err
 	}
-	// restore.Run prints its own marker; hold back its OK line until the
-	// recovery service is installed too.
-	hold := &holdMarker{w: env.Console, prefix: "RESTORE-OK"}
+	// restore.Run prints its own marker; hold back its OK (or dry-run) line
+	// until the recovery service is installed too.
+	hold := &holdMarker{w: env.Console, prefixes: []string{"RESTORE-OK", "RESTORE-DRY-RUN"}}
 	err := restore.Run(ctx, restore.Options{
 		Root:           env.Root,
 		BackupDir:      env.Backup,
@@ -179,11 +180,11 @@ func selfBinary() ([]byte, error) {
 	return b, nil
 }
 
-// holdMarker passes lines through, except the one starting with prefix,
-// which it keeps for the caller.
+// holdMarker passes lines through, except one starting with one of the
+// prefixes, which it keeps for the caller.
 type holdMarker struct {
-	w      io.Writer
-	prefix string
+	w        io.Writer
+	prefixes []string
 
 	mu      sync.Mutex
 	partial []byte
@@ -201,7 +202,7 @@ func (h *holdMarker) Write(p []byte) (int, error) {
 		}
 		line := string(h.partial[:i+1])
 		h.partial = h.partial[i+1:]
-		if strings.HasPrefix(line, h.prefix) {
+		if held := slices.ContainsFunc(h.prefixes, func(p string) bool { return strings.HasPrefix(line, p) }); held {
 			h.marker = strings.TrimSuffix(line, "\n")
 			continue
 		}

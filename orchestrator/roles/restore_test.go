@@ -99,3 +99,24 @@ func TestRestoreRoleBadBackup(t *testing.T) {
 		t.Errorf("the signer was installed after a failed restore")
 	}
 }
+
+// TestRestoreRoleDryRun changes nothing and prints one dry-run marker.
+func TestRestoreRoleDryRun(t *testing.T) {
+	s := disaster.Stage(t, disaster.Options{Profile: profile.OpenShift43, Keys: 100, Lost: 10})
+	before := disaster.TreeHash(t, s.Root)
+	var out bytes.Buffer
+	e := env(t, s, &out, true)
+	e.DryRun = true
+	if err := Restore(context.Background(), e); err != nil {
+		t.Fatalf("dry run: %v\n%s", err, out.String())
+	}
+	if n := strings.Count(out.String(), "RESTORE-DRY-RUN"); n != 1 || strings.Contains(out.String(), "RESTORE-OK") {
+		t.Fatalf("markers (%d dry-run):\n%s", n, out.String())
+	}
+	if !strings.Contains(out.String(), "install-signer: would run") {
+		t.Errorf("the dry run does not show the signer install:\n%s", out.String())
+	}
+	if disaster.TreeHash(t, s.Root) != before {
+		t.Errorf("a dry run changed the root: %v", out.String())
+	}
+}
