@@ -432,3 +432,105 @@ func TestBootConfigFromPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBootOSTreeRootAndXFS boots the verify role beside an RHCOS-like root
+// (two OSTree deployments, the default one named by the boot partition's
+// loader entries) and an XFS disk: the boot presents the default deployment
+// with its stateroot's /var bind-mounted, read-only, and probes XFS without
+// replaying its log. No disk changes.
+func TestBootOSTreeRootAndXFS(t *testing.T) {
+	plan := strings.Replace(labPlan, `- {name: master-0, peerURL: "https://192.0.2.10:2380"}`,
+		`- {name: master-0, peerURL: "https://192.0.2.10:2380", disk: {label: root}}`, 1)
+	cfg, err := ignition.Build(ignition.Options{Plan: []byte(plan), Role: ignition.Role{Role: ignition.RoleVerify, Member: "master-0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	for p, body := range map[string]string{
+		"ostree/deploy/rhcos/deploy/aaa.0/etc/kubernetes/manifests/etcd-member.yaml": "old",
+		"ostree/deploy/rhcos/deploy/bbb.0/etc/kubernetes/manifests/etcd-member.yaml": "new",
+		"ostree/deploy/rhcos/var/lib/etcd/member/snap/db":                            "data",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"ostree/deploy/rhcos/deploy/aaa.0/var", "ostree/deploy/rhcos/deploy/bbb.0/var", "ostree/boot.1.1/rhcos/csum"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{
+		"ostree/boot.1":                "boot.1.1",
+		"ostree/boot.1.1/rhcos/csum/0": "../../../deploy/rhcos/deploy/bbb.0",
+		"ostree/boot.1.1/rhcos/csum/1": "../../../deploy/rhcos/deploy/aaa.0",
+	} {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	boot := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(boot, "loader.1/entries"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("loader.1", filepath.Join(boot, "loader")); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{
+		"ostree-1-rhcos.conf": "title RHCOS old\nversion 1\noptions ostree=/ostree/boot.1/rhcos/csum/1 rw\n",
+		"ostree-2-rhcos.conf": "title RHCOS new\nversion 2\noptions ostree=/ostree/boot.1/rhcos/csum/0 rw\n",
+	} {
+		if err := os.WriteFile(filepath.Join(boot, "loader.1/entries", name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rootDisk := qemu.Ext4Image(t, filepath.Join(t.TempDir(), "root.ext4"), root, "root", 32)
+	bootDisk := qemu.Ext4Image(t, filepath.Join(t.TempDir(), "boot.ext4"), boot, "boot", 8)
+	xfsDisk := filepath.Join(t.TempDir(), "scratch.xfs")
+	if err := os.WriteFile(xfsDisk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(xfsDisk, 320<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.xfs", "-q", "-L", "scratch", xfsDisk).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.xfs: %v: %s (install xfsprogs: make deps)", err, out)
+	}
+	backupDisk, _ := labDisks(t)
+	disks := []string{rootDisk, bootDisk, xfsDisk, backupDisk}
+	var before []string
+	for _, d := range disks {
+		before = append(before, qemu.FileHash(t, d))
+	}
+	opts := append(bootOptions(t, "pxe"),
+		qemu.WithName("ostree-xfs"), qemu.WithAccel(lab.accel), qemu.WithTimeout(4*time.Minute),
+		qemu.WithIgnition(writeConfig(t, cfg)))
+	for _, d := range disks {
+		opts = append(opts, qemu.WithDisk(d, qemu.Disk{}))
+	}
+	vm := qemu.Start(t, opts...)
+	for _, want := range []string{
+		"(xfs label=scratch",
+		"root: OSTree deployment /ostree/deploy/rhcos/deploy/bbb.0 with its /var on /run/etcd-rescue/sysroot",
+		"VERIFY-OK",
+		"etcd-rescue: powering off",
+	} {
+		if _, err := vm.Expect(want, 3*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vm.Wait(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if out := vm.Console(); strings.Contains(out, "look into") {
+		t.Errorf("a disk could not be probed:\n%s", out)
+	}
+	for i, d := range disks {
+		if qemu.FileHash(t, d) != before[i] {
+			t.Errorf("%s changed", filepath.Base(d))
+		}
+	}
+}
