@@ -30,6 +30,11 @@ const (
 	RolePath = Dir + "/role.yaml"
 	// TokenPath is the new master's one-time signer token (mode 0600).
 	TokenPath = Dir + "/token"
+	// CACertPath is the etcd CA certificate a new master verifies the
+	// signer with, when its root has none yet.
+	CACertPath = Dir + "/etcd-ca.crt"
+	// CAPinPath is the etcd CA's pin ("sha256:<hex>", as the signer prints it).
+	CAPinPath = Dir + "/etcd-ca.sha256"
 	// BinaryPath is where a CoreOS first boot finds etcd-rescue.
 	BinaryPath = "/usr/local/bin/etcd-rescue"
 	// JoinUnit is the first-boot unit of the join role.
@@ -100,6 +105,10 @@ type Options struct {
 	Role Role
 	// Token is the new master's one-time signer token. Required for join.
 	Token []byte
+	// CACert (PEM) or CAPin lets a new master whose root has no etcd CA
+	// certificate verify the signer. Optional.
+	CACert []byte
+	CAPin  string
 	// BinarySource is an Ignition source URL (https://, data:, …) for the
 	// etcd-rescue binary on a CoreOS first boot; empty means the OS image
 	// already has it at BinaryPath.
@@ -141,6 +150,12 @@ func Build(o Options) ([]byte, error) {
 	if len(o.Token) > 0 {
 		cfg.Storage.Files = append(cfg.Storage.Files, dataFile(TokenPath, o.Token, 0o600))
 	}
+	if len(o.CACert) > 0 {
+		cfg.Storage.Files = append(cfg.Storage.Files, dataFile(CACertPath, o.CACert, 0o644))
+	}
+	if o.CAPin != "" {
+		cfg.Storage.Files = append(cfg.Storage.Files, dataFile(CAPinPath, []byte(o.CAPin+"\n"), 0o644))
+	}
 	if o.BinarySource != "" {
 		f := types.File{Node: types.Node{Path: BinaryPath, Overwrite: ptr(true)}}
 		f.Mode = ptr(0o755)
@@ -172,7 +187,8 @@ func Build(o Options) ([]byte, error) {
 }
 
 // joinUnit runs the join once on a CoreOS-family first boot, after the
-// network is up and before the kubelet starts etcd from its manifest.
+// network is up and before the kubelet starts etcd from its manifest; so it
+// must not wait for etcd (--no-wait): the kubelet starts it afterwards.
 func joinUnit(member string) string {
 	return `[Unit]
 Description=etcd-rescue: join this master to the recovered etcd cluster
@@ -184,7 +200,7 @@ ConditionPathExists=!/var/lib/etcd-rescue/joined
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=` + BinaryPath + ` join --plan ` + PlanPath + ` --member ` + member + ` --token-file ` + TokenPath + `
+ExecStart=` + BinaryPath + ` join --no-wait --plan ` + PlanPath + ` --member ` + member + ` --token-file ` + TokenPath + `
 ExecStartPost=/usr/bin/touch /var/lib/etcd-rescue/joined
 StandardOutput=journal+console
 

@@ -138,3 +138,24 @@ func planDataURL(t *testing.T, raw []byte) string {
 	t.Fatal("no plan in config")
 	return ""
 }
+
+// TestJoinConfigForAFirstBoot checks what a CoreOS first boot needs from a
+// join config: a unit that does not wait for an etcd only the kubelet
+// starts later, and a way to trust the signer without the CA in the root.
+func TestJoinConfigForAFirstBoot(t *testing.T) {
+	raw, err := Build(Options{Plan: []byte(testPlan), Role: Role{Role: RoleJoin, Member: "m2"}, Token: []byte("tok\n"),
+		CACert: []byte("-----BEGIN CERTIFICATE-----\n"), CAPin: "sha256:ab12"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), " join --no-wait ") {
+		t.Errorf("the first-boot join unit would wait for etcd before the kubelet starts it:\n%s", raw)
+	}
+	cfg, err := Read(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(cfg.Files[CACertPath].Data) != "-----BEGIN CERTIFICATE-----\n" || string(cfg.Files[CAPinPath].Data) != "sha256:ab12\n" {
+		t.Errorf("CA files: %q %q", cfg.Files[CACertPath].Data, cfg.Files[CAPinPath].Data)
+	}
+}

@@ -7,11 +7,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/etcd-rescue/etcd-rescue/ignition"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/signer"
 )
 
 func newIgnitionCmd() *cobra.Command {
 	var (
 		planPath, role, member, tokenFile, out, after, binSource, binHash string
+		caFile, caPin                                                     string
 	)
 	c := &cobra.Command{
 		Use:   "ignition",
@@ -31,13 +33,25 @@ CoreOS-family master with it: the join role adds a first-boot unit that runs
 			if err != nil {
 				return fmt.Errorf("read plan: %w", err)
 			}
+			// Only this master's token goes into its config, even when
+			// the file is the signer's whole "name token" list.
 			var token []byte
 			if tokenFile != "" {
-				if token, err = os.ReadFile(tokenFile); err != nil {
-					return fmt.Errorf("read token: %w", err)
+				t, err := signer.ReadToken(tokenFile, member)
+				if err != nil {
+					return err
+				}
+				token = []byte(t + "\n")
+			}
+			var ca []byte
+			if caFile != "" {
+				if ca, err = os.ReadFile(caFile); err != nil {
+					return fmt.Errorf("read --etcd-ca: %w", err)
 				}
 			}
 			raw, err := ignition.Build(ignition.Options{
+				CACert:       ca,
+				CAPin:        caPin,
 				Plan:         planBytes,
 				Role:         ignition.Role{Role: role, Member: member, After: after},
 				Token:        token,
@@ -59,6 +73,8 @@ CoreOS-family master with it: the join role adds a first-boot unit that runs
 	f.StringVar(&planPath, "plan", "", "plan file")
 	f.StringVar(&role, "role", "", "restore, join or verify")
 	f.StringVar(&member, "member", "", "this machine's member name (required for join; restore uses the survivor)")
+	f.StringVar(&caFile, "etcd-ca", "", "etcd CA certificate for a new master whose root has none (join)")
+	f.StringVar(&caPin, "etcd-ca-pin", "", "the etcd CA's pin, sha256:<hex> as the signer prints it, instead of --etcd-ca (join)")
 	f.StringVar(&tokenFile, "token-file", "", "file holding the new master's one-time signer token (required for join)")
 	f.StringVar(&out, "out", "", "output file (.ign)")
 	f.StringVar(&after, "after", "", "what the rescue image does after success: poweroff (default) or reboot")

@@ -15,9 +15,9 @@ import (
 // certificate yet.
 const (
 	// RoleCAFile is the etcd CA certificate (PEM).
-	RoleCAFile = ignition.Dir + "/etcd-ca.crt"
+	RoleCAFile = ignition.CACertPath
 	// RoleCAHashFile is the CA's pin ("sha256:<hex>", as the signer prints it).
-	RoleCAHashFile = ignition.Dir + "/etcd-ca.sha256"
+	RoleCAHashFile = ignition.CAPinPath
 )
 
 func init() {
