@@ -18,6 +18,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 )
 
 // snapshotOfSize returns a cached etcd snapshot of about size bytes, made
@@ -38,7 +40,7 @@ func snapshotOfSize(dir string, size int64) (string, error) {
 		return "", err
 	}
 	tmp := out + ".part"
-	if err := copyFile(base, tmp); err != nil {
+	if err := atomicfile.CopyFile(base, tmp, 0o644); err != nil {
 		return "", err
 	}
 	if err := os.Truncate(tmp, fileSize(tmp)-sha256.Size); err != nil {
@@ -173,25 +175,4 @@ func fileSize(p string) int64 {
 		return 0
 	}
 	return st.Size()
-}
-
-func copyFile(from, to string) error {
-	src, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	dst, err := os.Create(to)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		dst.Close()
-		return err
-	}
-	if err := dst.Sync(); err != nil {
-		dst.Close()
-		return err
-	}
-	return dst.Close()
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/internal/fixture"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
@@ -79,7 +80,7 @@ func measure(c config, snap string) (*result, error) {
 		// the floor: copy the file and fsync it
 		dropCaches()
 		start := time.Now()
-		if err := copyFile(snap, filepath.Join(c.work, "copy.db")); err != nil {
+		if err := atomicfile.CopyFile(snap, filepath.Join(c.work, "copy.db"), 0o644); err != nil {
 			return nil, err
 		}
 		r.copyFloor = append(r.copyFloor, sample{wall: time.Since(start)})

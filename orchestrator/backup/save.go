@@ -19,7 +19,7 @@ import (
 	"go.etcd.io/etcd/client/v3/snapshot"
 	"go.uber.org/zap"
 
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 )
 
@@ -78,7 +78,7 @@ func Save(ctx context.Context, o SaveOptions) (*Set, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
 			continue
 		}
-		if err := journal.SyncDir(o.OutDir); err != nil {
+		if err := atomicfile.SyncDir(o.OutDir); err != nil {
 			return nil, err
 		}
 		return set, nil
@@ -136,12 +136,10 @@ func latestResourceDirs(root string, p *profile.Profile) ([]string, error) {
 }
 
 func writeTarball(out, base string, dirs []string) error {
-	tmp := out + ".part"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	f, err := atomicfile.Create(out, 0o600)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp)
 	gz := gzip.NewWriter(f)
 	tw := tar.NewWriter(gz)
 	for _, d := range dirs {
@@ -183,24 +181,17 @@ func writeTarball(out, base string, dirs []string) error {
 			return err
 		})
 		if err != nil {
-			f.Close()
+			f.Abort()
 			return err
 		}
 	}
 	if err := tw.Close(); err != nil {
-		f.Close()
+		f.Abort()
 		return err
 	}
 	if err := gz.Close(); err != nil {
-		f.Close()
+		f.Abort()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, out)
+	return f.Commit()
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"text/tabwriter"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 )
 
 // Options tunes Verify.
@@ -73,35 +75,27 @@ func extractSnapshot(tarPath, entry, workDir string) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(workDir, filepath.Base(entry))
-	tmp := out + ".part"
+	f, err := atomicfile.Create(out, 0o600)
+	if err != nil {
+		return "", err
+	}
 	found := false
-	err := walkTar(tarPath, func(h *tar.Header, r io.Reader) error {
+	err = walkTar(tarPath, func(h *tar.Header, r io.Reader) error {
 		if found || h.Typeflag != tar.TypeReg || clean(h.Name) != entry {
 			return nil
 		}
 		found = true
-		f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(f, r); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-		return f.Close()
+		_, err := io.Copy(f, r)
+		return err
 	})
+	if err == nil && !found {
+		err = fmt.Errorf("snapshot %s not found", entry)
+	}
 	if err != nil {
-		os.Remove(tmp)
+		f.Abort()
 		return "", fmt.Errorf("extract %s from %s: %w", entry, tarPath, err)
 	}
-	if !found {
-		return "", fmt.Errorf("snapshot %s not found in %s", entry, tarPath)
-	}
-	return out, os.Rename(tmp, out)
+	return out, f.Commit()
 }
 
 // Print writes the report as a table.

@@ -36,6 +36,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/members"
@@ -286,7 +287,7 @@ func (jn *joiner) writeOurs(rel string, data []byte, mode fs.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	if err := journal.WriteFileAtomic(p, data, mode); err != nil {
+	if err := atomicfile.WriteFile(p, data, mode); err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	return jn.j.Note("file:"+rel, hashOf(data))
@@ -353,7 +354,7 @@ func (jn *joiner) keepStep() steps.Step {
 				if err != nil {
 					return err
 				}
-				if err := journal.WriteFileAtomic(dst, b, 0o600); err != nil {
+				if err := atomicfile.WriteFile(dst, b, 0o600); err != nil {
 					return fmt.Errorf("copy %s aside: %w", rel, err)
 				}
 				if err := jn.j.AddKept(journal.Kept{From: jn.abs(rel), To: dst, How: "copied"}); err != nil {
@@ -948,7 +949,7 @@ func moveAside(src, dst string) error {
 	}
 	err := os.Rename(src, dst)
 	if err == nil {
-		return journal.SyncDir(filepath.Dir(dst))
+		return atomicfile.SyncDir(filepath.Dir(dst))
 	}
 	fi, serr := os.Stat(src)
 	if serr != nil || !fi.IsDir() {
@@ -971,5 +972,5 @@ func moveAside(src, dst string) error {
 			return fmt.Errorf("move %s aside to %s (the folder itself is a mount point or on another filesystem): %w", filepath.Join(src, n), dst, err)
 		}
 	}
-	return journal.SyncDir(dst)
+	return atomicfile.SyncDir(dst)
 }

@@ -17,6 +17,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 )
 
 // Dir is the folder, relative to the target root, that holds the journal and
@@ -154,55 +156,12 @@ func (j *Journal) AddKept(k Kept) error {
 	return j.Save()
 }
 
-// Save writes the journal atomically: a temporary file, fsync, rename, and
-// fsync of the folder, so a power loss leaves the old or the new journal.
+// Save writes the journal atomically, so a power loss leaves the old or
+// the new journal.
 func (j *Journal) Save() error {
 	b, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(j.path, append(b, '\n'), 0o600)
-}
-
-// WriteFileAtomic writes data to path through a temporary file in the same
-// folder, fsyncs it, renames it over path and fsyncs the folder.
-func WriteFileAtomic(path string, data []byte, mode fs.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return SyncDir(dir)
-}
-
-// SyncDir fsyncs a folder so that renames inside it survive a power loss.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.WriteFile(j.path, append(b, '\n'), 0o600)
 }

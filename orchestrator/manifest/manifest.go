@@ -16,7 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	k8syaml "sigs.k8s.io/yaml"
 
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 )
 
 // Manifest is a static pod manifest file.
@@ -140,7 +140,7 @@ func (m *Manifest) WriteTo(path string) error {
 	if err != nil {
 		return err
 	}
-	if err := journal.WriteFileAtomic(path, b, m.mode); err != nil {
+	if err := atomicfile.WriteFile(path, b, m.mode); err != nil {
 		return err
 	}
 	if os.Geteuid() == 0 {

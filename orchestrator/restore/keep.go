@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
@@ -119,10 +119,10 @@ func (r *restore) keepOldState() error {
 			}
 			fmt.Fprintf(r.out, "    moved %s -> %s\n", from, to)
 		}
-		if err := journal.SyncDir(dataDir); err != nil {
+		if err := atomicfile.SyncDir(dataDir); err != nil {
 			return err
 		}
-		if err := journal.SyncDir(target); err != nil {
+		if err := atomicfile.SyncDir(target); err != nil {
 			return err
 		}
 		if err := r.j.AddKept(journal.Kept{From: dataDir, To: target, How: "moved"}); err != nil {
@@ -184,7 +184,7 @@ func copyTree(from, to string) error {
 			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 				return err
 			}
-			if err := copyFile(p, dst, info.Mode().Perm()); err != nil {
+			if err := atomicfile.CopyFile(p, dst, info.Mode().Perm()); err != nil {
 				return err
 			}
 		default:
@@ -195,34 +195,6 @@ func copyTree(from, to string) error {
 		}
 		return nil
 	})
-}
-
-func copyFile(from, to string, mode fs.FileMode) error {
-	src, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	tmp := to + ".part"
-	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		dst.Close()
-		return err
-	}
-	if err := dst.Sync(); err != nil {
-		dst.Close()
-		return err
-	}
-	if err := dst.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, to)
 }
 
 func sameDevice(a, b string) bool {

@@ -9,6 +9,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/live"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
@@ -111,7 +112,7 @@ func (r *restore) stopStaticPodsStep() steps.Step {
 					return err
 				}
 			}
-			if err := journal.SyncDir(dir); err != nil {
+			if err := atomicfile.SyncDir(dir); err != nil {
 				return err
 			}
 			return r.o.Host.WaitPodsGone(ctx, pods)
@@ -169,7 +170,7 @@ func (r *restore) startStaticPodsStep() steps.Step {
 					return err
 				}
 			}
-			return journal.SyncDir(dir)
+			return atomicfile.SyncDir(dir)
 		},
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
@@ -189,7 +190,7 @@ func (r *restore) extractResources(base string) error {
 		written++
 	}
 	fmt.Fprintf(r.out, "    wrote %d files under %s\n", written, base)
-	return journal.SyncDir(base)
+	return atomicfile.SyncDir(base)
 }
 
 // keepResource moves a file about to be replaced into the backup folder.

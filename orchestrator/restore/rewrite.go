@@ -7,7 +7,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
@@ -41,7 +41,7 @@ func (r *restore) rewriteManifestStep() steps.Step {
 				return err
 			}
 			if conf != nil {
-				if err := journal.WriteFileAtomic(r.abs(r.prof.EnvFile), conf, 0o644); err != nil {
+				if err := atomicfile.WriteFile(r.abs(r.prof.EnvFile), conf, 0o644); err != nil {
 					return err
 				}
 			}

@@ -17,8 +17,8 @@ import (
 	"sync"
 
 	"github.com/etcd-rescue/etcd-rescue/ignition"
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/boot"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/signer"
@@ -115,7 +115,7 @@ func installSteps(env *boot.Env) []steps.Step {
 				if err != nil {
 					return err
 				}
-				return journal.WriteFileAtomic(dst, want, mode)
+				return atomicfile.WriteFile(dst, want, mode)
 			},
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 )
 
@@ -164,7 +164,7 @@ func Install(root string, o InstallOptions) ([]string, error) {
 			if err := os.Symlink(f.Link, p); err != nil {
 				return out, fmt.Errorf("enable signer unit: %w", err)
 			}
-		} else if err := journal.WriteFileAtomic(p, f.Content, f.Mode); err != nil {
+		} else if err := atomicfile.WriteFile(p, f.Content, f.Mode); err != nil {
 			return out, fmt.Errorf("write %s: %w", p, err)
 		}
 		out = append(out, p)

@@ -13,8 +13,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/members"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
@@ -222,6 +222,6 @@ func GenerateTokens(p *plan.Plan, storePath, tokensPath string, ttl time.Duratio
 	if err := ts.Save(storePath); err != nil {
 		return nil, err
 	}
-	_ = journal.SyncDir(filepath.Dir(storePath))
+	_ = atomicfile.SyncDir(filepath.Dir(storePath))
 	return plain, nil
 }

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 )
 
 // TokenStore holds the one-time bootstrap tokens of the new masters. Only a
@@ -105,7 +105,7 @@ func (s *TokenStore) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return journal.WriteFileAtomic(s.path, append(b, '\n'), 0o600)
+	return atomicfile.WriteFile(s.path, append(b, '\n'), 0o600)
 }
 
 // check verifies a token without consuming it. reissue is true for a used
@@ -165,7 +165,7 @@ func WriteTokenFile(path string, plain map[string]string) error {
 	for _, n := range names {
 		fmt.Fprintf(&b, "%s %s\n", n, plain[n])
 	}
-	return journal.WriteFileAtomic(path, []byte(b.String()), 0o600)
+	return atomicfile.WriteFile(path, []byte(b.String()), 0o600)
 }
 
 // ReadToken returns a member's token from a token file. The file may also
