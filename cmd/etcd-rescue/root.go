@@ -46,6 +46,8 @@ whole plan and changes nothing.`,
 		newDNSLBCmd(),
 		newDNSHookCmd(),
 		newRemoveSignerCmd(),
+		newDrillCmd(),
+		newLabKubeletCmd(),
 	)
 	return root
 }

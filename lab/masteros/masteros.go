@@ -1,5 +1,6 @@
 // Package masteros builds the lab master OS: an uncompressed newc initramfs
-// whose /init is the lab kubelet (test/lab/kubelet), with a real etcd at
+// whose /init is etcd-rescue, run by the kernel as `/init lab-kubelet` (the
+// lab kubelet, package lab/kubelet), with a real etcd at
 // /bin/etcd (the binary the etcd image would carry) and the kernel modules
 // a lab master needs, loaded by the kubelet in dependency order. The
 // master's state lives on its own virtio disk, not in the initramfs, so one
@@ -24,13 +25,18 @@ import (
 // the virtio RNG (so TLS does not wait for entropy under TCG).
 var Modules = []string{"virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "ext4"}
 
+// InitArgs end the lab master OS's kernel command line: the kernel passes
+// what follows "--" to /init.
+const InitArgs = "-- lab-kubelet"
+
 // ModulesLoad is where the image lists the modules (the kubelet reads it).
 const ModulesLoad = "/etc/lab/modules.load"
 
 // Config says what goes into the image.
 type Config struct {
-	// Kubelet is the lab kubelet binary (static), installed as /init.
-	Kubelet string
+	// Init is the etcd-rescue binary (static), installed as /init; the
+	// kernel command line ends with InitArgs to make it the lab kubelet.
+	Init string
 	// Etcd is the etcd server binary (static), installed as /bin/etcd.
 	Etcd string
 	// ModulesDir is the kernel's /lib/modules/<version>, indexed by depmod.
@@ -63,7 +69,7 @@ func Build(cfg Config, out string) (*Result, error) {
 		cpio.Directory("sys", 0o555),
 		cpio.Directory("tmp", 0o1777),
 	}
-	for _, f := range []struct{ src, dst string }{{cfg.Kubelet, "init"}, {cfg.Etcd, "bin/etcd"}} {
+	for _, f := range []struct{ src, dst string }{{cfg.Init, "init"}, {cfg.Etcd, "bin/etcd"}} {
 		b, err := os.ReadFile(f.src)
 		if err != nil {
 			return nil, fmt.Errorf("lab master OS: %w", err)

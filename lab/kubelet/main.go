@@ -1,4 +1,5 @@
-// Command kubelet is the init of the lab master OS, and the lab's only
+// Package kubelet is the init of the lab master OS (`etcd-rescue
+// lab-kubelet`, started by the kernel as /init), and the lab's only
 // stand-in: it plays the master's kubelet and systemd. As PID 1 it mounts
 // the kernel filesystems, loads the image's modules, gives the node its lab
 // address, mounts the master's disk, and then, every second:
@@ -17,7 +18,7 @@
 // lab.ip (address/prefix), lab.dns (name server), lab.disk (default
 // /dev/vda). It prints LAB-OS-READY once the disk is mounted and never
 // exits: the lab powers the VM off from outside.
-package main
+package kubelet
 
 import (
 	"context"
@@ -47,9 +48,10 @@ type config struct {
 	prefix              int
 }
 
-func main() {
-	// Kernel messages and our lines go to the console; PID 1 must never
-	// return, so a failure is printed and the node idles.
+// Main runs the lab master OS as PID 1 and never returns: a failure is
+// printed and the node idles. Kernel messages and its lines go to the
+// console.
+func Main() {
 	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	if err := run(); err != nil {
 		logf("LAB-OS-FAILED: %v", err)

@@ -1,10 +1,10 @@
 package netlab
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"sync"
-	"testing"
 
 	"github.com/miekg/dns"
 )
@@ -20,9 +20,8 @@ type DNS struct {
 	srvr *dns.Server
 }
 
-// StartDNS starts the server; it stops when the test ends.
-func (n *Net) StartDNS(t testing.TB) *DNS {
-	t.Helper()
+// StartDNS starts the server; Close stops it.
+func (n *Net) StartDNS() (*DNS, error) {
 	d := &DNS{a: map[string]net.IP{}, srv: map[string][]*dns.SRV{}}
 	var pc net.PacketConn
 	if err := n.Do(func() error {
@@ -30,13 +29,15 @@ func (n *Net) StartDNS(t testing.TB) *DNS {
 		pc, err = net.ListenPacket("udp", net.JoinHostPort(n.Gateway.String(), "53"))
 		return err
 	}); err != nil {
-		t.Fatalf("lab DNS: %v", err)
+		return nil, fmt.Errorf("lab DNS: %w", err)
 	}
 	d.srvr = &dns.Server{PacketConn: pc, Handler: d}
 	go func() { _ = d.srvr.ActivateAndServe() }()
-	t.Cleanup(func() { _ = d.srvr.Shutdown() })
-	return d
+	return d, nil
 }
+
+// Close stops the server.
+func (d *DNS) Close() error { return d.srvr.Shutdown() }
 
 // SetA points name at ip (replacing what it pointed at).
 func (d *DNS) SetA(name, ip string) {
