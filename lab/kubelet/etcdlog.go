@@ -12,7 +12,7 @@ import (
 )
 
 // warnings copies etcd's warning and error log lines to the console, so a
-// lab failure (a peer refused, a cluster ID mismatch) shows in the test log
+// lab failure (a peer refused, a cluster ID mismatch) shows in the drill log
 // without the full log. At most burst lines per window are shown; the
 // rest are counted.
 type warnings struct {
