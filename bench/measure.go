@@ -21,6 +21,8 @@ import (
 type sample struct {
 	wall   time.Duration
 	maxRSS int64 // bytes
+	// steps are the step durations etcd-rescue printed ("step 3/6 x: done (1.2s)").
+	steps map[string]time.Duration
 }
 
 // result is one snapshot size's measurements.
@@ -138,7 +140,23 @@ func timed(bin string, args ...string) (sample, error) {
 	if err != nil {
 		return sample{}, fmt.Errorf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out.String())
 	}
-	return sample{wall: wall, maxRSS: rss}, nil
+	return sample{wall: wall, maxRSS: rss, steps: stepTimes(out.String())}, nil
+}
+
+// stepTimes reads the step runner's "step N/M name: done (d)" lines.
+func stepTimes(out string) map[string]time.Duration {
+	times := map[string]time.Duration{}
+	for _, l := range strings.Split(out, "\n") {
+		var n, m int
+		var name, d string
+		if _, err := fmt.Sscanf(l, "step %d/%d %s done (%s", &n, &m, &name, &d); err != nil {
+			continue
+		}
+		if v, err := time.ParseDuration(strings.TrimSuffix(d, ")")); err == nil {
+			times[strings.TrimSuffix(name, ":")] = v
+		}
+	}
+	return times
 }
 
 // vmHWM reads a process's peak resident set size in bytes, or 0.
@@ -209,6 +227,19 @@ func (rep *report) markdown() string {
 		fmt.Fprintf(&b, "| %s | %d | %d | %s / %s | %s / %s | %.2f | %.0f | %d / %d MiB | %s |\n",
 			mib(r.size), r.revision, r.keys, d(umin), d(umed), d(emin), d(emed), float64(emed)/float64(umed),
 			float64(r.size)/(1<<20)/emed.Seconds(), urss>>20, erss>>20, d(fmed))
+	}
+	b.WriteString("\n### Where etcd-rescue's restore time goes\n\nMedian of each step as the restore prints it.\n\n| snapshot | verify-backup | preflight | keep-old-state | restore-snapshot | rewrite-manifest |\n|---|---|---|---|---|---|\n")
+	for _, r := range rep.rows {
+		fmt.Fprintf(&b, "| %s |", mib(r.size))
+		for _, st := range []string{"verify-backup", "preflight", "keep-old-state", "restore-snapshot", "rewrite-manifest"} {
+			var ds []sample
+			for _, x := range r.restoreRescue {
+				ds = append(ds, sample{wall: x.steps[st]})
+			}
+			_, med, _ := stats(ds)
+			fmt.Fprintf(&b, " %s |", d(med))
+		}
+		b.WriteString("\n")
 	}
 	b.WriteString("\n## Backup verification: `etcd-rescue verify-backup` against `etcdutl snapshot status`\n\n")
 	b.WriteString("etcdutl's status runs bbolt's check and counts keys; etcd-rescue also checks the sha256 trailer.\n\n")
