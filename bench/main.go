@@ -30,9 +30,11 @@ func main() {
 		rescue  = flag.String("etcd-rescue", "bin/etcd-rescue", "the etcd-rescue binary")
 		etcdutl = flag.String("etcdutl", "", "the etcdutl binary (default: built from go.etcd.io/etcd/etcdutl/v3 at go.mod's version)")
 		out     = flag.String("out", "bench/RESULTS.md", "results file")
+		img     = flag.Bool("image", true, "measure the rescue image's build, size and boot")
+		boots   = flag.Int("boots", 5, "boots to time")
 	)
 	flag.Parse()
-	if err := run(config{sizes: *sizes, runs: *runs, cache: *cache, work: *work, rescue: *rescue, etcdutl: *etcdutl, out: *out}); err != nil {
+	if err := run(config{sizes: *sizes, runs: *runs, cache: *cache, work: *work, rescue: *rescue, etcdutl: *etcdutl, out: *out, image: *img, boots: *boots}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -40,7 +42,8 @@ func main() {
 
 type config struct {
 	sizes, cache, work, rescue, etcdutl, out string
-	runs                                     int
+	runs, boots                              int
+	image                                    bool
 }
 
 func run(c config) error {
@@ -80,6 +83,13 @@ func run(c config) error {
 		}
 		rep.rows = append(rep.rows, res)
 		fmt.Println(res.line())
+	}
+	if c.image {
+		ir, err := measureImage(c, c.boots)
+		if err != nil {
+			return err
+		}
+		rep.image = ir
 	}
 	text := rep.markdown()
 	fmt.Print("\n" + text)

@@ -211,6 +211,7 @@ type report struct {
 	machine string
 	rows    []*result
 	skipped []string
+	image   *imageResult
 }
 
 func (rep *report) markdown() string {
@@ -254,6 +255,9 @@ func (rep *report) markdown() string {
 	}
 	for _, s := range rep.skipped {
 		fmt.Fprintf(&b, "\nSkipped %s.\n", s)
+	}
+	if rep.image != nil {
+		b.WriteString(rep.image.markdown())
 	}
 	return b.String()
 }

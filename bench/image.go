@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// imageResult is the rescue image's build time, size and boot time.
+type imageResult struct {
+	cold, warm           time.Duration
+	compressed, raw, iso int64
+	uncompressed         int64
+	parts                map[string]int64
+	boots                []time.Duration
+	bootErrs             []string
+	accel                string
+}
+
+// measureImage builds the rescue image twice (cold: an empty Go build cache
+// for u-root's commands; warm: again) and boots the pxe files in QEMU
+// `boots` times, timing process start to the orchestrator's first line.
+func measureImage(c config, boots int) (*imageResult, error) {
+	r := &imageResult{parts: map[string]int64{}, accel: "tcg"}
+	var out string
+	for i, cold := range []bool{true, false} {
+		out = filepath.Join(c.work, fmt.Sprintf("image-%d", i))
+		os.RemoveAll(out)
+		cmd := exec.Command(c.rescue, "build-image", "--format", "all", "--out", out, "--binary", c.rescue)
+		cmd.Env = os.Environ()
+		if cold {
+			gocache, err := os.MkdirTemp(c.work, "gocache-")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(gocache)
+			cmd.Env = append(cmd.Env, "GOCACHE="+gocache)
+		}
+		start := time.Now()
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("build-image: %v\n%s", err, b)
+		}
+		if cold {
+			r.cold = time.Since(start)
+		} else {
+			r.warm = time.Since(start)
+		}
+	}
+	r.compressed = fileSize(filepath.Join(out, "initrd.img"))
+	r.raw = fileSize(filepath.Join(out, "etcd-rescue.raw"))
+	r.iso = fileSize(filepath.Join(out, "etcd-rescue.iso"))
+	if err := r.listInitrd(filepath.Join(out, "initrd.img")); err != nil {
+		return nil, err
+	}
+	cmdline, err := os.ReadFile(filepath.Join(out, "cmdline"))
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < boots; i++ {
+		d, err := bootOnce(filepath.Join(out, "vmlinuz"), filepath.Join(out, "initrd.img"), strings.TrimSpace(string(cmdline)))
+		if err != nil {
+			r.bootErrs = append(r.bootErrs, err.Error())
+			continue
+		}
+		r.boots = append(r.boots, d)
+	}
+	return r, nil
+}
+
+// listInitrd reads the initramfs's files and sizes them by part.
+func (r *imageResult) listInitrd(path string) error {
+	sh := fmt.Sprintf("zstd -dc %q | cpio -itv --quiet", path)
+	out, err := exec.Command("sh", "-c", sh).Output()
+	if err != nil {
+		return fmt.Errorf("list initramfs (zstd, cpio): %w", err)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 9 || !strings.HasPrefix(f[0], "-") {
+			continue
+		}
+		var size int64
+		fmt.Sscanf(f[4], "%d", &size)
+		name := f[len(f)-1]
+		r.uncompressed += size
+		switch {
+		case strings.Contains(name, "etcd-rescue"):
+			r.parts["etcd-rescue (the orchestrator)"] += size
+		case strings.Contains(name, "lib/modules/"):
+			r.parts["kernel modules"] += size
+		case strings.HasPrefix(name, "bbin/") || strings.HasPrefix(name, "bin/"):
+			r.parts["u-root commands (busybox)"] += size
+		default:
+			r.parts["other files"] += size
+		}
+	}
+	return nil
+}
+
+// bootOnce boots the pxe files under TCG with no config: the orchestrator
+// prints its first line, finds no config and powers off.
+func bootOnce(kernel, initrd, cmdline string) (time.Duration, error) {
+	cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-smp", "1", "-nographic", "-no-reboot",
+		"-nic", "none", "-kernel", kernel, "-initrd", initrd, "-append", cmdline)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	found := make(chan time.Duration, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "etcd-rescue ") && strings.Contains(sc.Text(), " starting") {
+				found <- time.Since(start)
+				return
+			}
+		}
+	}()
+	select {
+	case d := <-found:
+		return d, nil
+	case <-time.After(2 * time.Minute):
+		return 0, fmt.Errorf("no \"etcd-rescue … starting\" line within 2 minutes")
+	}
+}
+
+func (r *imageResult) markdown() string {
+	var b strings.Builder
+	b.WriteString("\n## Rescue image\n\n")
+	fmt.Fprintf(&b, "| build cold (empty Go build cache) | build warm | initramfs compressed | uncompressed | raw disk | iso |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| %s | %s | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB |\n\n", d(r.cold), d(r.warm),
+		float64(r.compressed)/(1<<20), float64(r.uncompressed)/(1<<20), float64(r.raw)/(1<<20), float64(r.iso)/(1<<20))
+	b.WriteString("| part of the initramfs (uncompressed) | size |\n|---|---|\n")
+	var names []string
+	for n := range r.parts {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return r.parts[names[i]] > r.parts[names[j]] })
+	for _, n := range names {
+		fmt.Fprintf(&b, "| %s | %.1f MiB |\n", n, float64(r.parts[n])/(1<<20))
+	}
+	b.WriteString("\n### Boot: QEMU start to the orchestrator's first console line (TCG, 1 vCPU, pxe files)\n\n")
+	if len(r.boots) > 0 {
+		var s []sample
+		for _, x := range r.boots {
+			s = append(s, sample{wall: x})
+		}
+		min, med, _ := stats(s)
+		var all []string
+		for _, x := range r.boots {
+			all = append(all, d(x))
+		}
+		fmt.Fprintf(&b, "median %s, min %s over %d boots (%s); target 5 s.\n", d(med), d(min), len(r.boots), strings.Join(all, ", "))
+	}
+	for _, e := range r.bootErrs {
+		fmt.Fprintf(&b, "\nA boot failed: %s\n", e)
+	}
+	b.WriteString("\nKVM: `/dev/kvm` exists on this machine but cannot run a guest, so only TCG is measured.\n")
+	return b.String()
+}
