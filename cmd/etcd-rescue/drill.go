@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/etcd-rescue/etcd-rescue/image"
-	"github.com/etcd-rescue/etcd-rescue/lab/drill"
-	"github.com/etcd-rescue/etcd-rescue/lab/kubelet"
+	"github.com/etcd-rescue/etcd-rescue/test/qemu/lab/drill"
+	"github.com/etcd-rescue/etcd-rescue/test/qemu/lab/kubelet"
 )
 
 func newDrillCmd() *cobra.Command {

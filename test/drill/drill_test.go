@@ -1,4 +1,4 @@
-// Package drill_test runs the QEMU lab drill (package lab/drill) with the
+// Package drill_test runs the QEMU lab drill (package test/qemu/lab/drill) with the
 // rescue image built from this tree, and the corrupted-backup case.
 //
 // Run it with `make e2e` (as root: it creates a network namespace).
@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/etcd-rescue/etcd-rescue/lab/drill"
+	"github.com/etcd-rescue/etcd-rescue/test/qemu/lab/drill"
 )
 
 func drillKeys(t *testing.T) int {

@@ -32,13 +32,13 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-rescue/etcd-rescue/ignition"
-	"github.com/etcd-rescue/etcd-rescue/lab/masteros"
-	"github.com/etcd-rescue/etcd-rescue/lab/netlab"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/roles"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/signer"
+	"github.com/etcd-rescue/etcd-rescue/test/qemu/lab/masteros"
+	"github.com/etcd-rescue/etcd-rescue/test/qemu/lab/netlab"
 )
 
 // Options configure a drill.

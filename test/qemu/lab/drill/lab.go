@@ -22,11 +22,11 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/internal/fixture"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
-	"github.com/etcd-rescue/etcd-rescue/lab/masteros"
-	"github.com/etcd-rescue/etcd-rescue/lab/netlab"
-	"github.com/etcd-rescue/etcd-rescue/lab/vm"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/test/qemu/lab/masteros"
+	"github.com/etcd-rescue/etcd-rescue/test/qemu/lab/netlab"
+	"github.com/etcd-rescue/etcd-rescue/test/qemu/lab/vm"
 )
 
 // Lab network and names.
