@@ -269,3 +269,39 @@ func TestRestoreFromSingleFileBackup(t *testing.T) {
 	cli := startFromManifest(t, s)
 	etcdtest.CheckKeys(t, cli, 0, s.Keys)
 }
+
+// TestCrashAfterTheFinalRenameLeavesNoScratch stages the state a crash
+// between the restore's final rename and its cleanup leaves: the member is
+// in place, the journal says "committing", the empty staging folder is
+// still there. The re-run must see the restore as done and remove it.
+func TestCrashAfterTheFinalRenameLeavesNoScratch(t *testing.T) {
+	s := scene(t, profile.Kubeadm)
+	var out bytes.Buffer
+	if err := restore.Run(context.Background(), options(s, &out)); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	j, err := journal.Open(s.Root, "restore", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(j.Notes, "restoreCommitted")
+	j.Finished = nil
+	j.Steps["restore-snapshot"] = journal.StepRecord{State: "started"}
+	if err := j.Save(); err != nil {
+		t.Fatal(err)
+	}
+	staging := filepath.Join(s.Root, s.Profile.DataDir, ".etcd-rescue-restore-"+j.RunID)
+	if err := os.Mkdir(staging, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := restore.Run(context.Background(), options(s, &out)); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "restore-snapshot: skipped: already done") {
+		t.Errorf("the committed restore ran again:\n%s", out.String())
+	}
+	if _, err := os.Stat(staging); err == nil {
+		t.Error("the staging folder was left in the data dir")
+	}
+}

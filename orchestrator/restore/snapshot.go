@@ -38,6 +38,13 @@ func (r *restore) restoreSnapshotStep() steps.Step {
 		},
 		Check: func(context.Context) (steps.State, error) {
 			if r.restoreCommitted() {
+				// A crash right after the final rename leaves the emptied
+				// staging folder behind: this run's own scratch space.
+				if !r.o.DryRun {
+					if err := os.RemoveAll(r.stagingDir()); err != nil {
+						return steps.Done, err
+					}
+				}
 				return steps.Done, nil
 			}
 			if _, err := os.Stat(filepath.Join(r.abs(r.prof.DataDir), "member")); err == nil {
