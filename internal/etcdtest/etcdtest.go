@@ -19,6 +19,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
+	"github.com/etcd-rescue/etcd-rescue/internal/testport"
 )
 
 // PKI is a test CA with a client certificate and one certificate per member.
@@ -130,12 +131,7 @@ type Member struct {
 // FreeURL returns an https URL on a free 127.0.0.1 port.
 func FreeURL(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "https://" + l.Addr().String()
+	return fmt.Sprintf("https://127.0.0.1:%d", testport.Free(t))
 }
 
 // Config builds the embed config of a member spec.

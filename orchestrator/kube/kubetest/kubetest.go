@@ -38,6 +38,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
+	"github.com/etcd-rescue/etcd-rescue/internal/testport"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/apiclient"
 )
 
@@ -318,10 +319,7 @@ func writeKubeconfig(path, server, caFile, certFile, keyFile string) error {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testport.Free(t)
 }
 
 func must(t testing.TB, err error) {
