@@ -203,30 +203,42 @@ func baseArchive(k *Kmods, version string, load []string) (*cpio.Archive, error)
 		cpio.Directory("etc", 0o755),
 		cpio.Directory("etc/etcd-rescue", 0o755),
 	}
+	mods, list, err := k.Records(version, load)
+	if err != nil {
+		return nil, err
+	}
+	recs = append(recs, mods...)
+	recs = append(recs,
+		cpio.StaticFile(path.Join("lib/modules", version, "modules.dep"), k.DepFile(load), 0o644),
+		cpio.StaticFile(strings.TrimPrefix(ModulesLoadList, "/"), list, 0o644),
+	)
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
+	return cpio.ArchiveFromRecords(recs)
+}
+
+// Records returns the cpio records of the modules in load (under
+// lib/modules/<version>, with their parent folders) and the load list: one
+// absolute path per line, in load order, for the init's module loader.
+func (k *Kmods) Records(version string, load []string) (recs []cpio.Record, list string, err error) {
 	modRoot := path.Join("lib/modules", version)
 	dirs := map[string]bool{}
-	var list strings.Builder
+	var b strings.Builder
 	for _, p := range load {
-		b, err := os.ReadFile(filepath.Join(k.Dir, p))
+		data, err := os.ReadFile(filepath.Join(k.Dir, p))
 		if err != nil {
-			return nil, fmt.Errorf("initrd: module: %w", err)
+			return nil, "", fmt.Errorf("initrd: module: %w", err)
 		}
 		dst := path.Join(modRoot, p)
 		for d := path.Dir(dst); d != "." && !dirs[d]; d = path.Dir(d) {
 			dirs[d] = true
 		}
-		recs = append(recs, cpio.StaticRecord(b, cpio.Info{Name: dst, Mode: cpio.S_IFREG | 0o644}))
-		list.WriteString("/" + dst + "\n")
+		recs = append(recs, cpio.StaticRecord(data, cpio.Info{Name: dst, Mode: cpio.S_IFREG | 0o644}))
+		b.WriteString("/" + dst + "\n")
 	}
 	for d := range dirs {
 		recs = append(recs, cpio.Directory(d, 0o755))
 	}
-	recs = append(recs,
-		cpio.StaticFile(path.Join(modRoot, "modules.dep"), k.DepFile(load), 0o644),
-		cpio.StaticFile(strings.TrimPrefix(ModulesLoadList, "/"), list.String(), 0o644),
-	)
-	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
-	return cpio.ArchiveFromRecords(recs)
+	return recs, b.String(), nil
 }
 
 // FindModuleRoot walks up from dir (default: the current directory) to the

@@ -11,7 +11,6 @@ package masteros
 import (
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -76,25 +75,12 @@ func Build(cfg Config, out string) (*Result, error) {
 		}
 		recs = append(recs, cpio.StaticRecord(b, cpio.Info{Name: f.dst, Mode: cpio.S_IFREG | 0o755}))
 	}
-	modRoot := path.Join("lib/modules", version)
-	dirs := map[string]bool{}
-	var list strings.Builder
-	for _, p := range res.Modules.Load {
-		b, err := os.ReadFile(filepath.Join(k.Dir, p))
-		if err != nil {
-			return nil, fmt.Errorf("lab master OS: module: %w", err)
-		}
-		dst := path.Join(modRoot, p)
-		for d := path.Dir(dst); d != "." && !dirs[d]; d = path.Dir(d) {
-			dirs[d] = true
-		}
-		recs = append(recs, cpio.StaticRecord(b, cpio.Info{Name: dst, Mode: cpio.S_IFREG | 0o644}))
-		list.WriteString("/" + dst + "\n")
+	mods, list, err := k.Records(version, res.Modules.Load)
+	if err != nil {
+		return nil, fmt.Errorf("lab master OS: %w", err)
 	}
-	for d := range dirs {
-		recs = append(recs, cpio.Directory(d, 0o755))
-	}
-	recs = append(recs, cpio.StaticFile(strings.TrimPrefix(ModulesLoad, "/"), list.String(), 0o644))
+	recs = append(recs, mods...)
+	recs = append(recs, cpio.StaticFile(strings.TrimPrefix(ModulesLoad, "/"), list, 0o644))
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
 
 	f, err := os.Create(out)
