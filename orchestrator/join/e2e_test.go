@@ -12,13 +12,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/internal/fixture"
+	"github.com/etcd-rescue/etcd-rescue/internal/syncbuf"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/join"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/members"
@@ -27,23 +27,6 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/signer"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // kubelet starts a real etcd process the way the master's manifest says
 // (command, flags, environment, sourced files), without waiting for it.
@@ -128,7 +111,7 @@ func growFromRestoredMaster(t *testing.T, profName string) {
 
 	// The signer, as the installed unit runs it on the survivor's root.
 	state := t.TempDir()
-	signerLog := &lockedBuffer{}
+	signerLog := &syncbuf.Buffer{}
 	st, err := signer.FromRoot(signer.RootOptions{Root: s.Root, Plan: p, TokenStore: filepath.Join(state, "tokens.json"),
 		TokensOut: filepath.Join(state, "tokens.txt"), Log: log.New(signerLog, "", 0)})
 	if err != nil {

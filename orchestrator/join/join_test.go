@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/internal/syncbuf"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/members"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
@@ -31,23 +31,6 @@ import (
 )
 
 const nKeys = 300
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // env is a restored one-member cluster with a signer, and a plan for two
 // more masters on 127.0.0.1.
@@ -57,7 +40,7 @@ type env struct {
 	prof      *profile.Profile
 	survivor  *etcdtest.Member
 	tokens    map[string]string
-	signerLog *syncBuffer
+	signerLog *syncbuf.Buffer
 	stopped   chan signer.StopReason
 }
 
@@ -89,7 +72,7 @@ func restoredSurvivor(t *testing.T, p *etcdtest.PKI, m plan.Member) *etcdtest.Me
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{pki: etcdtest.NewPKI(t), signerLog: &syncBuffer{}, stopped: make(chan signer.StopReason, 1)}
+	e := &env{pki: etcdtest.NewPKI(t), signerLog: &syncbuf.Buffer{}, stopped: make(chan signer.StopReason, 1)}
 	e.prof, _ = profile.Get(profile.OpenShift43)
 	p := &plan.Plan{Version: plan.Version, Cluster: plan.Cluster{Name: "test", Domain: "test.example.com"},
 		Profile: profile.OpenShift43, Survivor: "etcd-member-master-0"}

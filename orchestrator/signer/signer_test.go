@@ -1,7 +1,6 @@
 package signer
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -18,33 +17,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
+	"github.com/etcd-rescue/etcd-rescue/internal/syncbuf"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func testPlan(t *testing.T) *plan.Plan {
 	t.Helper()
@@ -76,7 +57,7 @@ type fixture struct {
 	ca     *pki.CA
 	tokens map[string]string
 	url    string
-	log    *syncBuffer
+	log    *syncbuf.Buffer
 	now    time.Time
 	done   chan StopReason
 	store  string
@@ -90,7 +71,7 @@ func startSigner(t *testing.T, mod func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{p: p, ca: ca, log: &syncBuffer{}, now: time.Now(), done: make(chan StopReason, 1)}
+	f := &fixture{p: p, ca: ca, log: &syncbuf.Buffer{}, now: time.Now(), done: make(chan StopReason, 1)}
 	plain, store, err := NewTokens([]string{p.Members[1].Name, p.Members[2].Name}, f.now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)

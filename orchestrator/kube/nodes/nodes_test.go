@@ -4,33 +4,13 @@ import (
 	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/syncbuf"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/kubetest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/nodes"
 )
-
-// syncBuffer is a bytes.Buffer safe to read while a waiter writes to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{} }
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestWait registers master nodes through a real kube-apiserver and flips
 // their Ready condition through the status subresource while wait-nodes
@@ -62,7 +42,7 @@ func TestWait(t *testing.T) {
 	})
 
 	t.Run("waits until every master is Ready", func(t *testing.T) {
-		out := newSyncBuffer()
+		out := &syncbuf.Buffer{}
 		w := &nodes.Waiter{API: api, Count: 3, Names: []string{"master-0", "master-1", "master-2"}, Interval: 100 * time.Millisecond, Out: out}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -117,7 +97,7 @@ func TestWait(t *testing.T) {
 	})
 }
 
-func waitFor(t *testing.T, out *syncBuffer, want string) {
+func waitFor(t *testing.T, out *syncbuf.Buffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
