@@ -46,7 +46,7 @@ image: build kernel
 
 # Real etcd servers of the versions clusters run, for the compatibility
 # tests: 3.4 comes from Debian (make deps), 3.5 and 3.6 are built here.
-ETCD_VERSIONS ?= 3.5.35 3.6.16
+ETCD_VERSIONS ?= 3.3.27 3.5.35 3.6.16
 .PHONY: etcd-versions
 etcd-versions:
 	@for v in $(ETCD_VERSIONS); do bash scripts/build-etcd.sh $$v $(CACHE) >/dev/null || exit 1; done

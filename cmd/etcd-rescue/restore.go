@@ -52,6 +52,7 @@ flags. --dry-run prints the plan and changes nothing.`,
 	f.StringVar(&o.NodeName, "node-name", "", "the node's name (default: the member name without etcd-member-)")
 	f.StringVar(&o.ClusterToken, "initial-cluster-token", "", "the new cluster's token (default etcd-rescue-<run id>)")
 	f.Int64Var(&o.RevisionBump, "revision-bump", 0, "raise the revision by this much (default: computed from the old data dir)")
+	f.StringVar(&o.EtcdVersion, "etcd-version", "", "the etcd version the master runs (default: the manifest's image tag, else the old data dir)")
 	f.BoolVar(&o.SkipHashCheck, "skip-hash-check", false, "accept a snapshot without its sha256 trailer")
 	f.BoolVar(&o.Force, "force", false, "restore even though old members still answer on their peer URLs")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and change nothing")

@@ -130,9 +130,10 @@ func WaitHealthy(t testing.TB, cli *clientv3.Client, p *Process, timeout time.Du
 }
 
 // CompatVersions are the etcd versions real clusters run that the
-// compatibility tests restore for: Debian's etcd-server (3.4), 3.5 and 3.6
-// built by scripts/build-etcd.sh, and the version etcd-rescue links.
-var CompatVersions = []string{"3.4.23", "3.5.35", "3.6.16", "3.7.3"}
+// compatibility tests restore for: 3.3 (OpenShift 4.1–4.3), 3.5 and 3.6
+// built by scripts/build-etcd.sh, Debian's etcd-server (3.4), and the
+// version etcd-rescue links.
+var CompatVersions = []string{"3.3.27", "3.4.23", "3.5.35", "3.6.16", "3.7.3"}
 
 // VersionBinary returns an etcd server binary of the given version.
 func VersionBinary(t testing.TB, version string) string {

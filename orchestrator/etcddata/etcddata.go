@@ -36,9 +36,24 @@ type Info struct {
 	// Members are the cluster members recorded in the backend (etcd 3.5+
 	// keeps them there; older data dirs may have none).
 	Members []Member
+	// ClusterVersion is the cluster version the backend records (etcd
+	// 3.5+ writes it; "" before), like "3.5.0".
+	ClusterVersion string
+	// StorageVersion is the storage schema version (etcd 3.6+; "" before).
+	StorageVersion string
 }
 
-// Read opens a backend file read-only and reads its revision and members.
+// WrittenBy is the newest etcd version the backend records, or "" when it
+// records none (etcd 3.4 and older).
+func (i *Info) WrittenBy() string {
+	if i.StorageVersion != "" {
+		return i.StorageVersion
+	}
+	return i.ClusterVersion
+}
+
+// Read opens a backend file read-only and reads its revision, members and
+// the versions it records.
 func Read(dbPath string) (*Info, error) {
 	if _, err := os.Stat(dbPath); err != nil {
 		return nil, err
@@ -56,6 +71,12 @@ func Read(dbPath string) (*Info, error) {
 			}
 		} else {
 			return errors.New("no key bucket: not an etcd v3 backend")
+		}
+		if b := tx.Bucket([]byte("cluster")); b != nil {
+			info.ClusterVersion = string(b.Get([]byte("clusterVersion")))
+		}
+		if b := tx.Bucket([]byte("meta")); b != nil {
+			info.StorageVersion = string(b.Get([]byte("storageVersion")))
 		}
 		if b := tx.Bucket([]byte("members")); b != nil {
 			return b.ForEach(func(_, v []byte) error {

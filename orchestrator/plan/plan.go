@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcdversion"
+
 	"sigs.k8s.io/yaml"
 )
 
@@ -179,6 +181,13 @@ func (p *Plan) Validate() error {
 	case "", "openshift-4.3", "kubeadm":
 	default:
 		add("profile %q is unknown: use openshift-4.3 or kubeadm, or leave it empty to detect", p.Profile)
+	}
+	if p.EtcdVersion != "" {
+		if v, err := etcdversion.Parse(p.EtcdVersion); err != nil {
+			add("etcdVersion: %v", err)
+		} else if err := etcdversion.Check(v); err != nil {
+			add("etcdVersion: %v", err)
+		}
 	}
 	if len(p.Members) == 0 {
 		add("members is empty: list every member of the recovered cluster, survivor included")

@@ -3,11 +3,15 @@ package restore_test
 import (
 	"bytes"
 	"context"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/internal/fixture"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
@@ -15,6 +19,78 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 )
+
+// compatMaster is a kubeadm master whose manifest names an etcd image.
+type compatMaster struct {
+	t    *testing.T
+	root string
+	m    fixture.Master
+	fm   *fixture.Master
+	pki  *etcdtest.PKI
+}
+
+func newCompatMaster(t *testing.T, image string) *compatMaster {
+	c := &compatMaster{t: t, root: t.TempDir(), pki: etcdtest.NewPKI(t)}
+	c.m = fixture.Master{
+		Profile: profile.Kubeadm, NodeName: "master-0", MemberName: "master-0",
+		IP: "127.0.0.1", ListenIP: "127.0.0.1", Image: image,
+		ClientPort: port(t), PeerPort: port(t), MetricsPort: port(t),
+	}
+	fm, err := fixture.Write(c.root, c.m, c.pki.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.fm = fm
+	return c
+}
+
+// command is what the kubelet would run for the manifest as it is now.
+func (c *compatMaster) command() (argv, env []string) {
+	mf, err := manifest.Load(filepath.Join(c.root, "etc/kubernetes/manifests/etcd.yaml"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	inv, err := mf.Invocation(manifest.Runtime{Root: c.root, NodeName: c.m.NodeName})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return inv.OnHost(c.root)
+}
+
+// start runs bin from the manifest and waits until it serves.
+func (c *compatMaster) start(bin string) (*etcdtest.Process, *clientv3.Client) {
+	argv, env := c.command()
+	proc := etcdtest.StartBinary(c.t, bin, argv, env)
+	cli := c.pki.Client(c.t, c.fm.ClientURL())
+	etcdtest.WaitHealthy(c.t, cli, proc, time.Minute)
+	return proc, cli
+}
+
+// backUp writes keys 0..n with bin running and backs the cluster up; it
+// returns the backup folder and the highest revision clients saw.
+func (c *compatMaster) backUp(bin string, n int) (string, int64) {
+	t := c.t
+	proc, cli := c.start(bin)
+	etcdtest.PutKeys(t, cli, 0, n)
+	ctx := context.Background()
+	bdir := filepath.Join(t.TempDir(), "backup")
+	if _, err := backup.Save(ctx, backup.SaveOptions{Client: etcdtest.ClientConfig(t, c.pki, c.fm.ClientURL()), Root: c.root,
+		Profile: mustProfile(t, profile.Kubeadm), OutDir: bdir}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.Get(ctx, "health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc.Stop()
+	cli.Close()
+	return bdir, resp.Header.Revision
+}
+
+func (c *compatMaster) restore(bdir, etcdVersion string, out *bytes.Buffer) error {
+	return restore.Run(context.Background(), restore.Options{Root: c.root, BackupDir: bdir, Name: c.m.MemberName, EtcdVersion: etcdVersion,
+		InitialCluster: c.m.MemberName + "=" + c.fm.PeerURL(), Out: out, DialTimeout: 200 * time.Millisecond})
+}
 
 // TestRestoreOpensInEachEtcdVersion runs, for each etcd version real
 // clusters run, that version's own server from a kubeadm manifest, backs
@@ -25,74 +101,28 @@ func TestRestoreOpensInEachEtcdVersion(t *testing.T) {
 	for _, v := range etcdtest.CompatVersions {
 		t.Run(v, func(t *testing.T) {
 			bin := etcdtest.VersionBinary(t, v)
-			p := etcdtest.NewPKI(t)
-			root := t.TempDir()
-			m := fixture.Master{
-				Profile: profile.Kubeadm, NodeName: "master-0", MemberName: "master-0",
-				IP: "127.0.0.1", ListenIP: "127.0.0.1", Image: "registry.k8s.io/etcd:" + v + "-0",
-				ClientPort: port(t), PeerPort: port(t), MetricsPort: port(t),
-			}
-			fm, err := fixture.Write(root, m, p.CA)
-			if err != nil {
-				t.Fatal(err)
-			}
-			start := func() {
-				mf, err := manifest.Load(filepath.Join(root, "etc/kubernetes/manifests/etcd.yaml"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				inv, err := mf.Invocation(manifest.Runtime{Root: root, NodeName: m.NodeName})
-				if err != nil {
-					t.Fatal(err)
-				}
-				argv, env := inv.OnHost(root)
-				proc := etcdtest.StartBinary(t, bin, argv, env)
-				cli := p.Client(t, fm.ClientURL())
-				etcdtest.WaitHealthy(t, cli, proc, time.Minute)
-			}
-
-			// the cluster as it ran, in its own version
-			mf, _ := manifest.Load(filepath.Join(root, "etc/kubernetes/manifests/etcd.yaml"))
-			inv, err := mf.Invocation(manifest.Runtime{Root: root, NodeName: m.NodeName})
-			if err != nil {
-				t.Fatal(err)
-			}
-			argv, env := inv.OnHost(root)
-			old := etcdtest.StartBinary(t, bin, argv, env)
-			cli := p.Client(t, fm.ClientURL())
-			etcdtest.WaitHealthy(t, cli, old, time.Minute)
-			etcdtest.PutKeys(t, cli, 0, 1000)
-			ctx := context.Background()
-			bdir := filepath.Join(t.TempDir(), "backup")
-			if _, err := backup.Save(ctx, backup.SaveOptions{Client: etcdtest.ClientConfig(t, p, fm.ClientURL()), Root: root,
-				Profile: mustProfile(t, profile.Kubeadm), OutDir: bdir}); err != nil {
-				t.Fatal(err)
-			}
-			resp, err := cli.Get(ctx, "health")
-			if err != nil {
-				t.Fatal(err)
-			}
-			maxRev := resp.Header.Revision
-			old.Stop()
-			cli.Close()
+			image := "registry.k8s.io/etcd:" + v + "-0"
+			c := newCompatMaster(t, image)
+			bdir, maxRev := c.backUp(bin, 1000)
 
 			var out bytes.Buffer
-			err = restore.Run(ctx, restore.Options{Root: root, BackupDir: bdir, Name: m.MemberName,
-				InitialCluster: m.MemberName + "=" + fm.PeerURL(), Out: &out, DialTimeout: 200 * time.Millisecond})
-			if err != nil {
+			if err := c.restore(bdir, "", &out); err != nil {
 				t.Fatalf("restore for etcd %s: %v\n%s", v, err, out.String())
 			}
-			start()
-			cli = p.Client(t, fm.ClientURL())
+			if want := "etcd version: " + v + " (from the manifest's image " + image + ")"; !strings.Contains(out.String(), want) {
+				t.Errorf("the restore did not say %q:\n%s", want, out.String())
+			}
+			_, cli := c.start(bin)
 			etcdtest.CheckKeys(t, cli, 0, 1000)
-			resp, err = cli.Get(ctx, "health")
+			ctx := context.Background()
+			resp, err := cli.Get(ctx, "health")
 			if err != nil {
 				t.Fatal(err)
 			}
 			if resp.Header.Revision <= maxRev {
 				t.Errorf("etcd %s: revision %d not above %d", v, resp.Header.Revision, maxRev)
 			}
-			st, err := cli.Status(ctx, fm.ClientURL())
+			st, err := cli.Status(ctx, c.fm.ClientURL())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,6 +130,39 @@ func TestRestoreOpensInEachEtcdVersion(t *testing.T) {
 				t.Errorf("served by etcd %s, want %s", st.Version, v)
 			}
 		})
+	}
+}
+
+// TestBackupFromNewerEtcdIsRefused: a backup taken while etcd 3.7 ran,
+// restored on a master whose manifest runs 3.6, is refused before anything
+// changes. The refusal is needed: forced past it (the operator claiming
+// 3.7), the restored data dir does not open in etcd 3.6.
+func TestBackupFromNewerEtcdIsRefused(t *testing.T) {
+	c := newCompatMaster(t, "registry.k8s.io/etcd:3.6.16-0")
+	bdir, _ := c.backUp(etcdtest.VersionBinary(t, "3.7.3"), 100)
+
+	before := disaster.TreeHash(t, c.root)
+	var out bytes.Buffer
+	err := c.restore(bdir, "", &out)
+	if err == nil || !strings.Contains(err.Error(), "the backup was written by etcd 3.7 but the master runs etcd 3.6.16") {
+		t.Fatalf("err = %v, want a refusal of the downgrade\n%s", err, out.String())
+	}
+	if after := disaster.TreeHash(t, c.root); after != before {
+		t.Fatal("a refused restore changed the root")
+	}
+
+	out.Reset()
+	if err := c.restore(bdir, "3.7.3", &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	argv, env := c.command()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, etcdtest.VersionBinary(t, "3.6.16"), argv[1:]...)
+	cmd.Env = env
+	log, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(log), `version \"3.7.0\" is not supported`) {
+		t.Fatalf("etcd 3.6 opened a data dir restored from a 3.7 backup (err %v):\n%s", err, log)
 	}
 }
 

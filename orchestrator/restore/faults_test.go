@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 )
@@ -99,6 +100,24 @@ func withCluster(ic string) func(*testing.T, *disaster.Scene, *restore.Options) 
 	return func(_ *testing.T, _ *disaster.Scene, o *restore.Options) { o.InitialCluster = ic }
 }
 
+// withEtcdImage sets the etcd container's image in the scene's manifest.
+func withEtcdImage(image string) func(*testing.T, *disaster.Scene, *restore.Options) {
+	return func(t *testing.T, s *disaster.Scene, _ *restore.Options) {
+		p := filepath.Join(s.Root, s.Profile.Manifest)
+		m, err := manifest.Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, bytes.ReplaceAll(b, []byte(m.EtcdContainer().Image), []byte(image)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestBadInputFailsClearlyAndChangesNothing(t *testing.T) {
 	faults := []fault{
 		{"snapshot byte flipped in the header", damageSnapshot(flipAt(0, 100)), "is damaged: its sha256"},
@@ -145,6 +164,10 @@ func TestBadInputFailsClearlyAndChangesNothing(t *testing.T) {
 			os.Rename(filepath.Join(s.Root, s.Profile.Manifest), filepath.Join(s.Root, s.Profile.Manifest+".old"))
 		}, "no etcd manifest found"},
 		{"unknown profile", func(_ *testing.T, _ *disaster.Scene, o *restore.Options) { o.Profile = "rke3" }, "unknown profile \"rke3\""},
+		{"manifest runs an etcd older than tested", withEtcdImage("quay.io/coreos/etcd:v3.2.32"), "etcd 3.2.32 is older than the versions"},
+		{"--etcd-version newer than tested", func(_ *testing.T, _ *disaster.Scene, o *restore.Options) { o.EtcdVersion = "3.8.0" }, "etcd 3.8.0 is newer than the versions"},
+		{"--etcd-version not a version", func(_ *testing.T, _ *disaster.Scene, o *restore.Options) { o.EtcdVersion = "latest" }, `"latest" is not an etcd version`},
+		{"backup from a newer etcd than the master runs", withEtcdImage("registry.k8s.io/etcd:3.6.16-0"), "the backup was written by etcd 3.7 but the master runs etcd 3.6.16"},
 	}
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {

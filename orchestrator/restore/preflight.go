@@ -76,7 +76,7 @@ func (r *restore) preflightStep() steps.Step {
 		Name:     "preflight",
 		ReadOnly: true,
 		Describe: func() string {
-			return "check free disk, and that the old members are down (they would break the new cluster with \"request cluster ID mismatch\")"
+			return "check the etcd version, free disk, and that the old members are down (they would break the new cluster with \"request cluster ID mismatch\")"
 		},
 		Check: func(context.Context) (steps.State, error) {
 			if r.restoreCommitted() {
@@ -85,6 +85,9 @@ func (r *restore) preflightStep() steps.Step {
 			return steps.ToDo, nil
 		},
 		Run: func(ctx context.Context) error {
+			if err := r.checkEtcdVersion(); err != nil {
+				return err
+			}
 			if err := r.checkWritable(); err != nil {
 				return err
 			}
@@ -151,13 +154,9 @@ func (r *restore) diskFree(p string) (uint64, error) {
 // knows. One that answers would join the new cluster's traffic with the old
 // cluster ID; the operator must power it off first (or pass --force).
 func (r *restore) checkOldPeers(ctx context.Context) error {
-	dbs := []string{etcddata.DBPath(r.abs(r.prof.DataDir))}
-	if kept := r.j.Notes["keptDataDir"]; kept != "" {
-		dbs = append(dbs, etcddata.DBPath(kept))
-	}
 	var info *etcddata.Info
-	for _, db := range dbs {
-		if i, err := etcddata.Read(db); err == nil {
+	for _, dir := range r.oldDataDirs() {
+		if i, err := etcddata.Read(etcddata.DBPath(dir)); err == nil {
 			info = i
 			break
 		}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcdversion"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/live"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
@@ -55,6 +56,9 @@ type Options struct {
 	ClusterToken string
 	// RevisionBump overrides the computed revision bump when > 0.
 	RevisionBump int64
+	// EtcdVersion is the etcd version the master runs; empty means read it
+	// from the manifest's image tag or the old data dir.
+	EtcdVersion string
 	// SkipHashCheck accepts a snapshot without its sha256 trailer.
 	SkipHashCheck bool
 	// Force restores even though old members still answer on their peer URLs.
@@ -163,6 +167,11 @@ func newRestore(o Options) (*restore, error) {
 	}
 	if o.Name == "" {
 		return nil, errors.New("no member name given: pass --name, the etcd member name of this master")
+	}
+	if o.EtcdVersion != "" {
+		if _, err := etcdversion.Parse(o.EtcdVersion); err != nil {
+			return nil, fmt.Errorf("--etcd-version: %w", err)
+		}
 	}
 	members, err := plan.ParseInitialCluster(o.InitialCluster)
 	if err != nil {

@@ -69,6 +69,7 @@ func Restore(ctx context.Context, env *boot.Env) error {
 		InitialCluster: plan.InitialCluster(m),
 		Profile:        p.Profile,
 		SkipHashCheck:  p.Backup.SkipHashCheck,
+		EtcdVersion:    p.EtcdVersion,
 		DryRun:         env.DryRun,
 		Out:            hold,
 	})

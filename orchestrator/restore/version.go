@@ -1,0 +1,85 @@
+package restore
+
+import (
+	"fmt"
+
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcdversion"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
+)
+
+// checkEtcdVersion finds the etcd version the master runs and refuses one
+// whose server may not open the restored data dir, or a backup written by
+// a newer etcd, before anything is touched.
+func (r *restore) checkEtcdVersion() error {
+	server, source := r.serverVersion()
+	written := r.backupWrittenBy()
+	if server == nil {
+		fmt.Fprintf(r.out, "    etcd version: unknown (%s); restores are tested for etcd %s: pass --etcd-version to have it checked\n", source, etcdversion.Range())
+		return nil
+	}
+	line := fmt.Sprintf("    etcd version: %s (%s)", server, source)
+	if written != nil {
+		line += fmt.Sprintf("; backup written by etcd %s", written.MinorString())
+	}
+	fmt.Fprintln(r.out, line)
+	if err := etcdversion.Check(*server); err != nil {
+		return err
+	}
+	if written != nil {
+		return etcdversion.CheckBackup(*server, *written)
+	}
+	return nil
+}
+
+// serverVersion is the version the restored member will run: --etcd-version,
+// else the manifest's image tag, else what the old data dir records. When
+// it is unknown, source says why.
+func (r *restore) serverVersion() (*etcdversion.Version, string) {
+	if r.o.EtcdVersion != "" {
+		v, _ := etcdversion.Parse(r.o.EtcdVersion) // checked in newRestore
+		return &v, "from --etcd-version"
+	}
+	image := ""
+	if m, err := manifest.Load(r.abs(r.prof.Manifest)); err == nil {
+		image = m.EtcdContainer().Image
+		if v, ok := etcdversion.FromImage(image); ok {
+			return &v, "from the manifest's image " + image
+		}
+	}
+	for _, dir := range r.oldDataDirs() {
+		if info, err := etcddata.Read(etcddata.DBPath(dir)); err == nil && info.WrittenBy() != "" {
+			if v, err := etcdversion.Parse(info.WrittenBy()); err == nil {
+				return &v, "recorded in the old data dir " + dir
+			}
+		}
+	}
+	if image == "" {
+		return nil, "no etcd image in " + r.prof.Manifest + " and no version in the old data dir"
+	}
+	return nil, "the image " + image + " has no version tag and the old data dir records none"
+}
+
+// backupWrittenBy is the etcd version the snapshot records (3.5+), or nil.
+func (r *restore) backupWrittenBy() *etcdversion.Version {
+	s := r.report.Snapshot.Status.Version // storage version, etcd 3.6+
+	if s == "" {
+		if info, err := etcddata.Read(r.set.Snapshot); err == nil {
+			s = info.WrittenBy()
+		}
+	}
+	if v, err := etcdversion.Parse(s); err == nil {
+		return &v
+	}
+	return nil
+}
+
+// oldDataDirs are where the master's previous data dir is: in place, or
+// kept aside by an earlier attempt of this run.
+func (r *restore) oldDataDirs() []string {
+	dirs := []string{r.abs(r.prof.DataDir)}
+	if kept := r.j.Notes["keptDataDir"]; kept != "" {
+		dirs = append(dirs, kept)
+	}
+	return dirs
+}
