@@ -53,11 +53,17 @@ etcd-versions:
 	@echo "etcd-versions: $(ETCD_VERSIONS) in $(CACHE)/etcd"
 
 # Benchmarks (a program, not timed tests): restore and verification against
-# etcdutl on 256 MiB to 8 GiB snapshots; writes bench/RESULTS.md.
+# etcdutl on 256 MiB to 8 GiB snapshots, the rescue image, and the QEMU lab
+# drill's phase times at BENCH_DRILL_KEYS keys (as root, under TCG; empty
+# leaves the drill out); writes bench/RESULTS.md.
 BENCH_SIZES ?= 256M,1G,4G,8G
+BENCH_DRILL_KEYS ?= 10000,100000
 .PHONY: bench
-bench: build
-	$(GO) run ./bench -sizes $(BENCH_SIZES) -etcd-rescue $(BIN)/etcd-rescue -out bench/RESULTS.md
+bench: build kernel
+	$(GO) run ./bench -sizes $(BENCH_SIZES) -etcd-rescue $(BIN)/etcd-rescue -out bench/RESULTS.md \
+		-drill-keys '$(BENCH_DRILL_KEYS)' \
+		-kernel "$$(ls $(CACHE)/kernel/current/boot/vmlinuz-*)" \
+		-modules "$$(ls -d $(CACHE)/kernel/current/lib/modules/*)"
 
 # The QEMU lab drill (as root: it makes a network namespace with a bridge
 # and taps): three OpenShift 4.3 masters form a TLS cluster, take a backup,

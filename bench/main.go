@@ -2,8 +2,10 @@
 // run, in the same run: the offline restore against a plain
 // `etcdutl snapshot restore` (and a copy of the file with fsync, the
 // floor), and verify-backup against `etcdutl snapshot status`, on
-// snapshots of realistic shape from 256 MiB to 8 GiB. It prints a table
-// and writes bench/RESULTS.md.
+// snapshots of realistic shape from 256 MiB to 8 GiB; the rescue image's
+// size and boot time; and the phases of `etcd-rescue drill` (quorum lost to
+// full membership on QEMU VMs) at 10,000 and 100,000 keys. It prints a
+// table and writes bench/RESULTS.md.
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -32,9 +35,15 @@ func main() {
 		out     = flag.String("out", "bench/RESULTS.md", "results file")
 		img     = flag.Bool("image", true, "measure the rescue image's build, size and boot")
 		boots   = flag.Int("boots", 5, "boots to time")
+		dkeys   = flag.String("drill-keys", "10000,100000", "key counts to run `etcd-rescue drill` at (as root, under TCG); empty: no drill")
+		dtime   = flag.Duration("drill-timeout", 2*time.Hour, "longest one drill may run")
+		kernel  = flag.String("kernel", "", "kernel the drill's VMs boot (default: the one `make kernel` cached)")
+		modules = flag.String("modules", "", "the kernel's /lib/modules/<version> folder (with -kernel)")
+		etcd    = flag.String("etcd", "", "etcd server binary the drill's masters run (default: built from go.etcd.io/etcd/server/v3 at go.mod's version)")
 	)
 	flag.Parse()
-	if err := run(config{sizes: *sizes, runs: *runs, cache: *cache, work: *work, rescue: *rescue, etcdutl: *etcdutl, out: *out, image: *img, boots: *boots}); err != nil {
+	if err := run(config{sizes: *sizes, runs: *runs, cache: *cache, work: *work, rescue: *rescue, etcdutl: *etcdutl, out: *out, image: *img, boots: *boots,
+		drillKeys: *dkeys, drillTimeout: *dtime, kernel: *kernel, modules: *modules, etcd: *etcd}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -44,6 +53,8 @@ type config struct {
 	sizes, cache, work, rescue, etcdutl, out string
 	runs, boots                              int
 	image                                    bool
+	drillKeys, kernel, modules, etcd         string
+	drillTimeout                             time.Duration
 }
 
 func run(c config) error {
@@ -60,6 +71,16 @@ func run(c config) error {
 	}
 	if _, err := os.Stat(c.rescue); err != nil {
 		return fmt.Errorf("%s: %w (run make build first)", c.rescue, err)
+	}
+	keys, err := parseKeys(c.drillKeys)
+	if err != nil {
+		return err
+	}
+	var drillIn *drillInputs
+	if len(keys) > 0 {
+		if drillIn, err = prepareDrill(c, keys); err != nil {
+			return err
+		}
 	}
 	rep := &report{machine: machine(c.work)}
 	for _, s := range strings.Split(c.sizes, ",") {
@@ -90,6 +111,9 @@ func run(c config) error {
 			return err
 		}
 		rep.image = ir
+	}
+	if drillIn != nil {
+		rep.drill = measureDrill(c, drillIn)
 	}
 	text := rep.markdown()
 	fmt.Print("\n" + text)

@@ -8,3 +8,13 @@ func TestStepTimes(t *testing.T) {
 		t.Fatal(m)
 	}
 }
+
+func TestParseStatus(t *testing.T) {
+	m := parseStatus("Name:\tetcdutl\nVmPeak:\t 9000 kB\nVmHWM:\t 8624128 kB\nVmRSS:\t 8000000 kB\nRssAnon:\t   45120 kB\nRssFile:\t 7954880 kB\n")
+	if m.vmHWM != 8624128<<10 || m.rssAnon != 45120<<10 {
+		t.Fatalf("%+v", m)
+	}
+	if m := parseStatus("Name:\tzombie\nState:\tZ (zombie)\n"); m != (memStatus{}) {
+		t.Fatalf("zombie: %+v", m)
+	}
+}
