@@ -18,7 +18,6 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 )
@@ -68,27 +67,10 @@ func options(s *disaster.Scene, out *bytes.Buffer) restore.Options {
 }
 
 // startFromManifest starts a real etcd exactly as the rewritten manifest
-// says (command, flags, environment, sourced files), as the kubelet would.
+// says (disaster.Scene.StartFromManifest).
 func startFromManifest(t *testing.T, s *disaster.Scene) *clientv3.Client {
 	t.Helper()
-	m, err := manifest.Load(filepath.Join(s.Root, s.Profile.Manifest))
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv, err := m.Invocation(manifest.Runtime{
-		Root:     s.Root,
-		NodeName: s.Master.NodeName,
-		Files:    map[string]string{"/run/etcd/environment": s.Master.RunEnvironment()},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	argv, env := inv.OnHost(s.Root)
-	p := etcdtest.StartProcess(t, argv, env)
-	cli := s.PKI.Client(t, s.Master.ClientURL())
-	etcdtest.WaitHealthy(t, cli, p, time.Minute)
-	t.Cleanup(p.Stop)
-	return cli
+	return s.StartFromManifest(t, s.Root)
 }
 
 func TestRestoreServesEveryKeyWithNewClusterID(t *testing.T) {
@@ -116,34 +98,9 @@ func TestRestoreServesEveryKeyWithNewClusterID(t *testing.T) {
 			}
 
 			cli := startFromManifest(t, s)
-			ctx := context.Background()
-			etcdtest.CheckKeys(t, cli, 0, s.Keys)
-			lost, err := cli.Get(ctx, "/registry/test/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if lost.Count != int64(s.Keys) {
-				t.Errorf("%d keys, want exactly the %d written before the backup", lost.Count, s.Keys)
-			}
-			ml, err := cli.MemberList(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(ml.Members) != 1 || ml.Members[0].Name != s.Master.MemberName {
-				t.Errorf("members = %v, want only %s", ml.Members, s.Master.MemberName)
-			}
-			if ml.Header.ClusterId == s.ClusterID {
-				t.Errorf("cluster ID %x is the old one", s.ClusterID)
-			}
-			if strconv.FormatUint(ml.Header.ClusterId, 16) != j.Notes["clusterID"] {
-				t.Errorf("cluster ID %x, the restore announced %s", ml.Header.ClusterId, j.Notes["clusterID"])
-			}
-			if rev := lost.Header.Revision; rev <= s.MaxRevision {
-				t.Errorf("revision %d is not above the old cluster's %d: watchers would see it go back", rev, s.MaxRevision)
-			}
-			// A write lands above the bump, and old revisions are compacted.
-			if _, err := cli.Get(ctx, "/registry/test/key-000001", clientv3.WithRev(s.MaxRevision)); err == nil {
-				t.Errorf("a read at the old revision %d succeeded; it must be compacted", s.MaxRevision)
+			id := s.CheckRestored(t, cli)
+			if strconv.FormatUint(id, 16) != j.Notes["clusterID"] {
+				t.Errorf("cluster ID %x, the restore announced %s", id, j.Notes["clusterID"])
 			}
 		})
 	}

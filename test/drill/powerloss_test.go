@@ -1,0 +1,162 @@
+package drill_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/ignition"
+	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/test/qemu"
+)
+
+// TestDrillPowerLossDuringRestore powers the survivor off hard (QEMU
+// killed: whatever the guest had not yet written to its disk is gone)
+// while the rescue image restores it, at several points inside the
+// restore, then boots the rescue image again on the same disk. The second
+// boot must resume the recorded run and end RESTORE-OK; read back from the
+// disk afterwards, the old data dir is kept byte for byte and a real etcd
+// started from the rewritten manifest serves exactly the keys of the
+// backup as a new one-member cluster.
+func TestDrillPowerLossDuringRestore(t *testing.T) {
+	s := disaster.Stage(t, disaster.Options{Profile: profile.OpenShift43, Keys: 3000, Lost: 50})
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "backup-volume", "etcd")
+	if err := os.MkdirAll(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{s.Backup.Snapshot, s.Backup.Resources} {
+		if err := exec.Command("cp", f, tree).Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backupDisk := qemu.Ext4Image(t, filepath.Join(dir, "backup.ext4"), filepath.Dir(tree), "backup", 64)
+	oldData := disaster.TreeHash(t, filepath.Join(s.Root, s.Profile.DataDir))
+
+	m := plan.Member{Name: s.Master.MemberName, Host: s.Master.NodeName, DNSName: s.Master.DNSName,
+		PeerURL: s.Master.PeerURL(), ClientURL: s.Master.ClientURL()}
+	pl := &plan.Plan{Version: plan.Version, Cluster: plan.Cluster{Name: "powerloss", Domain: "test.example.com"},
+		Profile: profile.OpenShift43, Survivor: m.Name, Members: []plan.Member{m}}
+	planBytes, err := pl.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ignition.Build(ignition.Options{Plan: planBytes, Role: ignition.Role{Role: ignition.RoleRestore, After: ignition.AfterPoweroff}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := writeFile(t, dir, "restore.ign", cfg)
+
+	// Where the power goes: the moment a step starts, plus a delay that
+	// lands inside it.
+	cuts := []struct {
+		step  string
+		delay time.Duration
+	}{
+		{"keep-old-state", 100 * time.Millisecond},
+		{"restore-snapshot", 100 * time.Millisecond},
+		{"rewrite-manifest", 0},
+	}
+	for i, cut := range cuts {
+		t.Run(cut.step, func(t *testing.T) {
+			rootDisk := qemu.Ext4Image(t, filepath.Join(t.TempDir(), "root.ext4"), s.Root, "master", 256)
+			boot := func(n int) *qemu.VM {
+				return qemu.Start(t, qemu.WithName(fmt.Sprintf("powerloss-%d-boot-%d", i, n)), qemu.WithAccel(lab.accel),
+					qemu.WithCPUs(1), qemu.WithMemory(768), qemu.WithTimeout(10*time.Minute),
+					qemu.WithKernel(filepath.Join(lab.rescueDir, "vmlinuz"), filepath.Join(lab.rescueDir, "initrd.img"), lab.rescueCmdline),
+					qemu.WithIgnition(config),
+					qemu.WithDisk(rootDisk, qemu.Disk{Serial: "master"}),
+					qemu.WithDisk(backupDisk, qemu.Disk{Serial: "backup"}))
+			}
+
+			vm := boot(1)
+			started := regexp.MustCompile(`step \d+/\d+ ` + cut.step + `: started`)
+			if _, err := vm.ExpectRE(started, 8*time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(cut.delay)
+			vm.Kill()
+			if strings.Contains(vm.Console(), "RESTORE-OK") {
+				t.Fatalf("the restore ended before the power went: the cut at %s is not inside it", cut.step)
+			}
+			progress := regexp.MustCompile(`step \d+/\d+ [a-z-]+: (started|done)`).FindAllString(vm.Console(), -1)
+			// The journal on the disk after the cut decides what the next
+			// boot must do: resume the recorded run, or (when the power went
+			// before the run recorded anything) start one.
+			recorded := onDisk(t, rootDisk, journal.Path("/", "restore"))
+			t.Logf("power off %s after %q started; the console had last shown %q; journal on the disk: %v",
+				cut.delay, cut.step, progress[len(progress)-1], recorded)
+
+			vm = boot(2)
+			if _, err := vm.Expect("RESTORE-OK", 8*time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if resumed := strings.Contains(vm.Console(), "resuming restore run"); resumed != recorded {
+				t.Errorf("journal on the disk %v, but the second boot resumed=%v", recorded, resumed)
+			}
+			if err := vm.Wait(2 * time.Minute); err != nil {
+				t.Fatal(err)
+			}
+
+			got := dumpRoot(t, rootDisk)
+			j, err := journal.Open(got, "restore", time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j.Finished == nil {
+				t.Errorf("the journal on the disk does not record the run as finished")
+			}
+			kept := filepath.Join(j.BackupDir(got), s.Profile.DataDir)
+			if h := disaster.TreeHash(t, kept); h != oldData {
+				t.Errorf("the old data dir kept on the disk (%s) differs from the one before the restore", kept)
+			}
+			cli := s.StartFromManifest(t, got)
+			id := s.CheckRestored(t, cli)
+			t.Logf("after the power loss at %s: resumed, %d keys served, cluster ID %x, old data dir kept", cut.step, s.Keys, id)
+		})
+	}
+}
+
+// onDisk reports whether an ext4 disk image holds a file once its journal
+// is replayed, as the next mount would (on a copy: the disk itself stays
+// as the power loss left it).
+func onDisk(t *testing.T, disk, path string) bool {
+	t.Helper()
+	cp := filepath.Join(t.TempDir(), "replayed.ext4")
+	if b, err := exec.Command("cp", "--sparse=always", disk, cp).CombinedOutput(); err != nil {
+		t.Fatalf("copy %s: %v: %s", disk, err, b)
+	}
+	// e2fsck exits 1 or 2 when it replayed or repaired something; 4 and up
+	// mean the filesystem is broken.
+	b, err := exec.Command("e2fsck", "-fy", cp).CombinedOutput()
+	var exit *exec.ExitError
+	if err != nil && (!errors.As(err, &exit) || exit.ExitCode() >= 4) {
+		t.Fatalf("e2fsck after the power loss: %v: %s", err, b)
+	}
+	t.Logf("e2fsck after the power loss: %s", strings.TrimSpace(string(b)))
+	b, err = exec.Command("debugfs", "-R", "stat "+path, cp).CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs stat: %v: %s", err, b)
+	}
+	return !strings.Contains(string(b), "File not found")
+}
+
+// dumpRoot copies /etc and /var from an ext4 disk image (read with
+// debugfs, without mounting it) into a new folder, and returns it.
+func dumpRoot(t *testing.T, disk string) string {
+	t.Helper()
+	out := t.TempDir()
+	if b, err := exec.Command("debugfs", "-R", "rdump /etc /var "+out, disk).CombinedOutput(); err != nil {
+		t.Fatalf("debugfs rdump: %v: %s", err, b)
+	}
+	return out
+}
