@@ -45,7 +45,7 @@ image: build kernel
 		--modules "$$(ls -d $(CACHE)/kernel/current/lib/modules/*)"
 
 # Real etcd servers of the versions clusters run, for the compatibility
-# tests: 3.4 comes from Debian (make deps), 3.5 and 3.6 are built here.
+# tests: 3.4 comes from Debian (make deps), 3.3, 3.5 and 3.6 are built here.
 ETCD_VERSIONS ?= 3.3.27 3.5.35 3.6.16
 .PHONY: etcd-versions
 etcd-versions:
