@@ -28,7 +28,7 @@ type SnapshotInfo struct {
 func hasTrailer(size int64) bool { return size%512 == sha256.Size }
 
 // VerifySnapshot checks a snapshot file: its sha256 trailer (unless
-// skipHashCheck) and bbolt's own integrity check and etcd's status
+// skipHashCheck), then bbolt's own integrity check and etcd's status
 // (hash, revision, keys), through etcdutl's snapshot library.
 func VerifySnapshot(path string, skipHashCheck bool) (*SnapshotInfo, error) {
 	st, err := os.Stat(path)
@@ -40,26 +40,16 @@ func VerifySnapshot(path string, skipHashCheck bool) (*SnapshotInfo, error) {
 		return nil, fmt.Errorf("snapshot %s is empty: the backup was not written; take a new one or use another", path)
 	}
 	info.HasHash = hasTrailer(st.Size())
-	if !info.HasHash && !skipHashCheck {
+	switch {
+	case info.HasHash:
+		if err := checkTrailer(path, st.Size()); err != nil {
+			return nil, err
+		}
+	case !skipHashCheck:
 		return nil, fmt.Errorf("snapshot %s has no sha256 trailer (size %d is not 512·n+32): it is truncated, damaged, or a copy of a data dir's db file. "+
 			"If it is a db file copied from a data dir, pass --skip-hash-check", path, st.Size())
 	}
-	// The hash and bbolt's check each read the whole file: run them side by
-	// side, so verification costs one pass, not two. A hash mismatch is the
-	// more basic fault, so it is reported first.
-	var hashErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if info.HasHash {
-			hashErr = checkTrailer(path, st.Size())
-		}
-	}()
 	status, err := snapshotStatus(path)
-	<-done
-	if hashErr != nil {
-		return nil, hashErr
-	}
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s fails etcd's integrity check: %w", path, err)
 	}
