@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
@@ -49,7 +50,7 @@ func VerifySnapshot(path string, skipHashCheck bool) (*SnapshotInfo, error) {
 		return nil, fmt.Errorf("snapshot %s has no sha256 trailer (size %d is not 512·n+32): it is truncated, damaged, or a copy of a data dir's db file. "+
 			"If it is a db file copied from a data dir, pass --skip-hash-check", path, st.Size())
 	}
-	status, err := snapshotStatus(path)
+	status, err := snapshotStatus(path, st.Size())
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s fails etcd's integrity check: %w", path, err)
 	}
@@ -77,17 +78,39 @@ func checkTrailer(path string, size int64) error {
 	return nil
 }
 
+// statusDeadline bounds bbolt's walk of a snapshot: a damaged file (one
+// without a trailer, taken with --skip-hash-check) can hold page cycles
+// that keep the walk going forever. A healthy file is walked at well over
+// 20 MiB/s.
+var statusDeadline = func(size int64) time.Duration { return time.Minute + time.Duration(size/(20<<20))*time.Second }
+
 // snapshotStatus runs etcdutl's status, which panics on some damaged files
-// inside bbolt; a panic becomes an error.
-func snapshotStatus(path string) (st snapshot.Status, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("bbolt: %v", r)
+// inside bbolt; a panic becomes an error, and so does a walk that does not
+// end within statusDeadline (it is left to finish in the background).
+func snapshotStatus(path string, size int64) (snapshot.Status, error) {
+	type result struct {
+		st  snapshot.Status
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		defer func() {
+			if p := recover(); p != nil {
+				r.err = fmt.Errorf("bbolt: %v", p)
+			}
+			done <- r
+		}()
+		r.st, r.err = snapshot.NewV3(zap.NewNop()).Status(path)
+		if r.err == nil && r.st.Revision == 0 && r.st.TotalKey == 0 && r.st.TotalSize == 0 {
+			r.err = errors.New("not an etcd snapshot (no key bucket)")
 		}
 	}()
-	st, err = snapshot.NewV3(zap.NewNop()).Status(path)
-	if err == nil && st.Revision == 0 && st.TotalKey == 0 && st.TotalSize == 0 {
-		err = errors.New("not an etcd snapshot (no key bucket)")
+	limit := statusDeadline(size)
+	select {
+	case r := <-done:
+		return r.st, r.err
+	case <-time.After(limit):
+		return snapshot.Status{}, fmt.Errorf("bbolt's walk of the file did not end within %s: its pages are damaged (a loop); use another backup", limit)
 	}
-	return st, err
 }

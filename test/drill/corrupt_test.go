@@ -11,9 +11,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/ignition"
 	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
-	"github.com/etcd-rescue/etcd-rescue/test/qemu"
 )
 
 // TestDrillCorruptBackup boots the rescue image with the restore role on a
@@ -27,48 +25,18 @@ func TestDrillCorruptBackup(t *testing.T) {
 
 	// The backup volume, with a few bytes of the snapshot flipped in the
 	// middle (the sha256 trailer no longer matches).
-	tree := filepath.Join(dir, "backup-volume", "etcd")
-	if err := os.MkdirAll(tree, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{s.Backup.Snapshot, s.Backup.Resources} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f == s.Backup.Snapshot {
+	sv := newSurvivor(t, s, func(file string, b []byte) []byte {
+		if file == s.Backup.Snapshot {
 			for i := len(b) / 2; i < len(b)/2+16; i++ {
 				b[i] ^= 0xff
 			}
 		}
-		if err := os.WriteFile(filepath.Join(tree, filepath.Base(f)), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	backupDisk := qemu.Ext4Image(t, filepath.Join(dir, "backup.ext4"), filepath.Dir(tree), "backup", 64)
-	rootDisk := qemu.Ext4Image(t, filepath.Join(dir, "root.ext4"), s.Root, "master", 256)
+		return b
+	}, ignition.AfterReboot)
+	rootDisk := sv.rootDisk(t)
 	dataDir := filepath.Join(s.Root, s.Profile.DataDir)
 	before := disaster.TreeHash(t, dataDir)
-
-	// No ip in the plan: this VM has no network and needs none.
-	m := plan.Member{Name: s.Master.MemberName, Host: s.Master.NodeName, DNSName: s.Master.DNSName,
-		PeerURL: s.Master.PeerURL(), ClientURL: s.Master.ClientURL()}
-	pl := &plan.Plan{Version: plan.Version, Cluster: plan.Cluster{Name: "broken", Domain: "test.example.com"},
-		Profile: profile.OpenShift43, Survivor: m.Name, Members: []plan.Member{m}}
-	planBytes, err := pl.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := ignition.Build(ignition.Options{Plan: planBytes, Role: ignition.Role{Role: ignition.RoleRestore, After: ignition.AfterReboot}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm := qemu.Start(t, qemu.WithName("restore-corrupt"), qemu.WithAccel(lab.accel), qemu.WithCPUs(1), qemu.WithMemory(768),
-		qemu.WithTimeout(10*time.Minute),
-		qemu.WithKernel(filepath.Join(lab.rescueDir, "vmlinuz"), filepath.Join(lab.rescueDir, "initrd.img"), lab.rescueCmdline),
-		qemu.WithIgnition(writeFile(t, dir, "restore.ign", cfg)),
-		qemu.WithDisk(rootDisk, qemu.Disk{Serial: "master"}),
-		qemu.WithDisk(backupDisk, qemu.Disk{Serial: "backup"}))
+	vm := sv.boot(t, "restore-corrupt", rootDisk)
 	line, err := vm.ExpectRE(regexp.MustCompile(`RESTORE-FAILED: [^\r\n]*\r?\n`), 8*time.Minute)
 	if err != nil {
 		t.Fatal(err)

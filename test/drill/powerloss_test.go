@@ -3,7 +3,6 @@ package drill_test
 import (
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -14,7 +13,6 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/ignition"
 	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/test/qemu"
 )
@@ -29,32 +27,8 @@ import (
 // backup as a new one-member cluster.
 func TestDrillPowerLossDuringRestore(t *testing.T) {
 	s := disaster.Stage(t, disaster.Options{Profile: profile.OpenShift43, Keys: 3000, Lost: 50})
-	dir := t.TempDir()
-	tree := filepath.Join(dir, "backup-volume", "etcd")
-	if err := os.MkdirAll(tree, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{s.Backup.Snapshot, s.Backup.Resources} {
-		if err := exec.Command("cp", f, tree).Run(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	backupDisk := qemu.Ext4Image(t, filepath.Join(dir, "backup.ext4"), filepath.Dir(tree), "backup", 64)
+	sv := newSurvivor(t, s, nil, ignition.AfterPoweroff)
 	oldData := disaster.TreeHash(t, filepath.Join(s.Root, s.Profile.DataDir))
-
-	m := plan.Member{Name: s.Master.MemberName, Host: s.Master.NodeName, DNSName: s.Master.DNSName,
-		PeerURL: s.Master.PeerURL(), ClientURL: s.Master.ClientURL()}
-	pl := &plan.Plan{Version: plan.Version, Cluster: plan.Cluster{Name: "powerloss", Domain: "test.example.com"},
-		Profile: profile.OpenShift43, Survivor: m.Name, Members: []plan.Member{m}}
-	planBytes, err := pl.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := ignition.Build(ignition.Options{Plan: planBytes, Role: ignition.Role{Role: ignition.RoleRestore, After: ignition.AfterPoweroff}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	config := writeFile(t, dir, "restore.ign", cfg)
 
 	// Where the power goes: the moment a step starts, plus a delay that
 	// lands inside it.
@@ -68,15 +42,8 @@ func TestDrillPowerLossDuringRestore(t *testing.T) {
 	}
 	for i, cut := range cuts {
 		t.Run(cut.step, func(t *testing.T) {
-			rootDisk := qemu.Ext4Image(t, filepath.Join(t.TempDir(), "root.ext4"), s.Root, "master", 256)
-			boot := func(n int) *qemu.VM {
-				return qemu.Start(t, qemu.WithName(fmt.Sprintf("powerloss-%d-boot-%d", i, n)), qemu.WithAccel(lab.accel),
-					qemu.WithCPUs(1), qemu.WithMemory(768), qemu.WithTimeout(10*time.Minute),
-					qemu.WithKernel(filepath.Join(lab.rescueDir, "vmlinuz"), filepath.Join(lab.rescueDir, "initrd.img"), lab.rescueCmdline),
-					qemu.WithIgnition(config),
-					qemu.WithDisk(rootDisk, qemu.Disk{Serial: "master"}),
-					qemu.WithDisk(backupDisk, qemu.Disk{Serial: "backup"}))
-			}
+			rootDisk := sv.rootDisk(t)
+			boot := func(n int) *qemu.VM { return sv.boot(t, fmt.Sprintf("powerloss-%d-boot-%d", i, n), rootDisk) }
 
 			vm := boot(1)
 			started := regexp.MustCompile(`step \d+/\d+ ` + cut.step + `: started`)
