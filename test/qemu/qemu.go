@@ -1,9 +1,10 @@
 // Package qemu starts QEMU virtual machines for tests, in the style of
-// hugelgupf/vmtest: functional options build the command line, which is
-// logged so a failure can be reproduced by hand; the serial console is
-// copied to t.Logf with timestamps relative to the VM's start and kept in a
-// buffer that Expect waits on; the VM is killed by its PID when the test
-// ends, and on failure the serial log is written to the test output folder.
+// hugelgupf/vmtest, on top of the lab's runner (package lab/vm): functional
+// options build the command line, which is logged so a failure can be
+// reproduced by hand; the serial console is copied to t.Logf with
+// timestamps relative to the VM's start and kept in a buffer that Expect
+// waits on; the VM is killed by its PID when the test ends, and on failure
+// the serial log is written to the test output folder.
 //
 // Defaults: qemu-system-x86_64, 1 GiB, 1 CPU (2 with KVM), TCG unless WithAccel or
 // ETCD_RESCUE_ACCEL says otherwise (DetectAccel finds out whether KVM really
@@ -12,19 +13,16 @@
 package qemu
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/test/qemu/lab/vm"
 )
 
 // Environment variables the harness reads.
@@ -219,26 +217,11 @@ func (o *Options) Cmdline() []string {
 	return append(args, o.Extra...)
 }
 
-// VM is a running QEMU.
+// VM is a running QEMU (package lab/vm runs it) tied to a test.
 type VM struct {
-	Name    string
+	*vm.VM
 	Options *Options
-	// Started is when QEMU was started; console times are relative to it.
-	Started time.Time
-
-	t      testing.TB
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
-
-	mu     sync.Mutex
-	buf    bytes.Buffer
-	cursor int
-	update chan struct{}
-	lines  []string
-	logged int
+	t       testing.TB
 }
 
 // Start starts a VM for the test. The test fails if QEMU cannot start.
@@ -277,217 +260,38 @@ func StartErr(t testing.TB, opts ...Option) (*VM, error) {
 	if _, err := exec.LookPath(o.QEMU); err != nil {
 		return nil, fmt.Errorf("%s not found: install Debian's qemu-system-x86 (make deps) or set %s", o.QEMU, EnvQEMU)
 	}
-	args := o.Cmdline()
-	t.Logf("%s: QEMU command line (to reproduce):\n%s", o.Name, shellQuote(args))
-
-	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	vm := &VM{Name: o.Name, Options: o, t: t, cmd: cmd, cancel: cancel, done: make(chan struct{}), update: make(chan struct{})}
-	cmd.Stdout = (*consoleWriter)(vm)
-	cmd.Stderr = (*consoleWriter)(vm)
-	stdin, err := cmd.StdinPipe()
+	v, err := vm.Run(o.Name, o.Cmdline(), o.Timeout, t.Logf)
 	if err != nil {
-		cancel()
 		return nil, err
 	}
-	vm.stdin = stdin
-	// Its own process group, so the kill reaches nothing else.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	vm.Started = time.Now()
-	if err := cmd.Start(); err != nil {
-		cancel()
-		return nil, fmt.Errorf("start %s: %w", o.QEMU, err)
-	}
-	go func() {
-		vm.err = cmd.Wait()
-		vm.flush()
-		close(vm.done)
-		vm.notify()
-	}()
+	w := &VM{VM: v, Options: o, t: t}
 	t.Cleanup(func() {
-		vm.Kill()
+		w.Kill()
 		if t.Failed() {
-			vm.writeArtifact()
+			w.writeArtifact()
 		}
 	})
-	return vm, nil
-}
-
-// Send types s on the serial console (add "\n" to run a command).
-func (vm *VM) Send(s string) error {
-	_, err := io.WriteString(vm.stdin, s)
-	return err
-}
-
-// Kill ends QEMU (by its PID) and waits for it.
-func (vm *VM) Kill() {
-	select {
-	case <-vm.done:
-	default:
-		if vm.cmd.Process != nil {
-			_ = vm.cmd.Process.Kill()
-		}
-		<-vm.done
-	}
-	vm.cancel()
-}
-
-// Wait waits for QEMU to exit by itself (the guest powered off) for at most
-// timeout, then kills it.
-func (vm *VM) Wait(timeout time.Duration) error {
-	select {
-	case <-vm.done:
-		if vm.err != nil {
-			return fmt.Errorf("%s: qemu: %v", vm.Name, vm.err)
-		}
-		return nil
-	case <-time.After(timeout):
-		vm.Kill()
-		return fmt.Errorf("%s: still running after %s: killed", vm.Name, timeout)
-	}
-}
-
-// Expect waits until the console shows s after the previous match, and
-// returns how long after the VM's start it appeared.
-func (vm *VM) Expect(s string, timeout time.Duration) (time.Duration, error) {
-	return vm.expect(func(b []byte) (int, int) {
-		i := bytes.Index(b, []byte(s))
-		return i, len(s)
-	}, fmt.Sprintf("%q", s), timeout)
-}
-
-// ExpectRE waits for a regular expression and returns the match.
-func (vm *VM) ExpectRE(re *regexp.Regexp, timeout time.Duration) (string, error) {
-	var m string
-	_, err := vm.expect(func(b []byte) (int, int) {
-		loc := re.FindIndex(b)
-		if loc == nil {
-			return -1, 0
-		}
-		m = string(b[loc[0]:loc[1]])
-		return loc[0], loc[1] - loc[0]
-	}, re.String(), timeout)
-	return m, err
-}
-
-func (vm *VM) expect(find func([]byte) (int, int), what string, timeout time.Duration) (time.Duration, error) {
-	deadline := time.After(timeout)
-	for {
-		vm.mu.Lock()
-		rest := vm.buf.Bytes()[vm.cursor:]
-		if i, n := find(rest); i >= 0 {
-			vm.cursor += i + n
-			vm.mu.Unlock()
-			return time.Since(vm.Started), nil
-		}
-		update := vm.update
-		vm.mu.Unlock()
-		select {
-		case <-update:
-		case <-vm.done:
-			// One more look at what arrived before the exit.
-			vm.mu.Lock()
-			rest := vm.buf.Bytes()[vm.cursor:]
-			i, n := find(rest)
-			if i >= 0 {
-				vm.cursor += i + n
-			}
-			vm.mu.Unlock()
-			if i >= 0 {
-				return time.Since(vm.Started), nil
-			}
-			return 0, fmt.Errorf("%s: exited (%v) before the console showed %s; last lines:\n%s", vm.Name, vm.err, what, vm.tail(15))
-		case <-deadline:
-			return 0, fmt.Errorf("%s: console did not show %s within %s; last lines:\n%s", vm.Name, what, timeout, vm.tail(15))
-		}
-	}
-}
-
-// Console returns everything the serial console printed so far.
-func (vm *VM) Console() string {
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	return vm.buf.String()
-}
-
-func (vm *VM) tail(n int) string {
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	l := vm.lines
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
-}
-
-// consoleWriter receives QEMU's stdout and stderr.
-type consoleWriter VM
-
-var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[a-zA-Z]|\x1bc|\r`)
-
-func (w *consoleWriter) Write(p []byte) (int, error) {
-	vm := (*VM)(w)
-	vm.mu.Lock()
-	vm.buf.Write(p)
-	// Log complete lines only; the rest waits for its newline.
-	pending := vm.buf.Bytes()[vm.lastLineEnd():]
-	var done []string
-	for {
-		i := bytes.IndexByte(pending, '\n')
-		if i < 0 {
-			break
-		}
-		done = append(done, ansi.ReplaceAllString(string(pending[:i]), ""))
-		pending = pending[i+1:]
-	}
-	vm.logged = vm.buf.Len() - len(pending)
-	vm.lines = append(vm.lines, done...)
-	vm.mu.Unlock()
-	for _, l := range done {
-		vm.t.Logf("[%6.2fs] %s: %s", time.Since(vm.Started).Seconds(), vm.Name, l)
-	}
-	vm.notify()
-	return len(p), nil
-}
-
-func (vm *VM) lastLineEnd() int { return vm.logged }
-
-// flush logs a last line that had no newline.
-func (vm *VM) flush() {
-	vm.mu.Lock()
-	rest := ansi.ReplaceAllString(string(vm.buf.Bytes()[vm.logged:]), "")
-	vm.logged = vm.buf.Len()
-	if strings.TrimSpace(rest) != "" {
-		vm.lines = append(vm.lines, rest)
-	}
-	vm.mu.Unlock()
-	if strings.TrimSpace(rest) != "" {
-		vm.t.Logf("[%6.2fs] %s: %s", time.Since(vm.Started).Seconds(), vm.Name, rest)
-	}
-}
-
-func (vm *VM) notify() {
-	vm.mu.Lock()
-	close(vm.update)
-	vm.update = make(chan struct{})
-	vm.mu.Unlock()
+	return w, nil
 }
 
 // writeArtifact keeps the serial log of a failed test.
-func (vm *VM) writeArtifact() {
-	dir := OutputDir(vm.t)
+func (v *VM) writeArtifact() {
+	dir := OutputDir(v.t)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		vm.t.Logf("serial log artifact: %v", err)
+		v.t.Logf("serial log artifact: %v", err)
 		return
 	}
-	p := filepath.Join(dir, vm.Name+".serial.log")
-	body := "# " + shellQuote(vm.Options.Cmdline()) + "\n" + ansi.ReplaceAllString(vm.Console(), "")
+	p := filepath.Join(dir, v.Name+".serial.log")
+	body := "# " + vm.ShellQuote(v.Options.Cmdline()) + "\n" + ansi.ReplaceAllString(v.Console(), "")
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		vm.t.Logf("serial log artifact: %v", err)
+		v.t.Logf("serial log artifact: %v", err)
 		return
 	}
-	vm.t.Logf("%s: serial log kept in %s", vm.Name, p)
+	v.t.Logf("%s: serial log kept in %s", v.Name, p)
 }
+
+// ansi matches terminal escapes, removed from kept serial logs.
+var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[a-zA-Z]|\x1bc|\r`)
 
 // OutputDir is the test's artifact folder: $ETCD_RESCUE_TEST_OUTPUT (default
 // test-output under the system temp folder) / the test's name.
@@ -497,19 +301,4 @@ func OutputDir(t testing.TB) string {
 		base = filepath.Join(os.TempDir(), "etcd-rescue-test-output")
 	}
 	return filepath.Join(base, strings.ReplaceAll(t.Name(), "/", "_"))
-}
-
-func shellQuote(args []string) string {
-	var b strings.Builder
-	for i, a := range args {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		if a != "" && !strings.ContainsAny(a, " \t\"'$\\;&|<>()*?") {
-			b.WriteString(a)
-			continue
-		}
-		b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
-	}
-	return b.String()
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/etcd-rescue/etcd-rescue/test/qemu/lab/vm"
 )
 
 func TestCmdline(t *testing.T) {
@@ -37,8 +39,8 @@ func TestCmdline(t *testing.T) {
 			t.Errorf("command line lacks %q:\n%s", want, got)
 		}
 	}
-	if q := shellQuote([]string{"qemu", "-append", "console=ttyS0 quiet", disk}); q != "qemu -append 'console=ttyS0 quiet' '"+disk+"'" {
-		t.Errorf("shellQuote = %s", q)
+	if q := vm.ShellQuote([]string{"qemu", "-append", "console=ttyS0 quiet", disk}); q != "qemu -append 'console=ttyS0 quiet' '"+disk+"'" {
+		t.Errorf("ShellQuote = %s", q)
 	}
 	if err := WithDisk(filepath.Join(dir, "missing"), Disk{})(o); err == nil {
 		t.Error("a missing disk image was accepted")

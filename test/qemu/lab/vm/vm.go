@@ -1,14 +1,16 @@
-// Package vm runs the lab's QEMU virtual machines outside of Go tests (for
-// `etcd-rescue drill`): it builds the command line from a Spec, logs it so
-// a run can be reproduced, keeps the serial console in a buffer that Expect
-// waits on, copies its lines to a log function with times relative to the
-// VM's start, and kills QEMU by its own PID.
+// Package vm runs QEMU virtual machines, for the lab (`etcd-rescue drill`)
+// and, through package test/qemu, for tests: it builds the command line
+// from a Spec (or takes one whole), logs it so a run can be reproduced,
+// keeps the serial console in a buffer that Expect waits on, copies its
+// lines to a log function with times relative to the VM's start, and kills
+// QEMU by its own PID.
 package vm
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -77,8 +79,9 @@ type VM struct {
 	Name    string
 	Started time.Time
 
-	spec   Spec
+	log    func(format string, a ...any)
 	cmd    *exec.Cmd
+	stdin  io.WriteCloser
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error
@@ -108,21 +111,33 @@ func Start(s Spec) (*VM, error) {
 	if s.Timeout == 0 {
 		s.Timeout = 30 * time.Minute
 	}
-	if s.Log == nil {
-		s.Log = func(string, ...any) {}
+	return Run(s.Name, s.Cmdline(), s.Timeout, s.Log)
+}
+
+// Run starts QEMU with a whole command line (args[0] is the binary), kills
+// it after timeout, and sends the command line and console lines to log.
+func Run(name string, args []string, timeout time.Duration, log func(format string, a ...any)) (*VM, error) {
+	if log == nil {
+		log = func(string, ...any) {}
 	}
-	args := s.Cmdline()
-	s.Log("%s: QEMU command line (to reproduce):\n%s", s.Name, strings.Join(args, " "))
-	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
+	log("%s: QEMU command line (to reproduce):\n%s", name, ShellQuote(args))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	vm := &VM{Name: s.Name, spec: s, cmd: cmd, cancel: cancel, done: make(chan struct{}), update: make(chan struct{})}
+	vm := &VM{Name: name, log: log, cmd: cmd, cancel: cancel, done: make(chan struct{}), update: make(chan struct{})}
 	cmd.Stdout = (*console)(vm)
 	cmd.Stderr = (*console)(vm)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	vm.stdin = stdin
+	// Its own process group, so the kill reaches nothing else.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	vm.Started = time.Now()
 	if err := cmd.Start(); err != nil {
 		cancel()
-		return nil, fmt.Errorf("start %s: %w (install qemu-system-x86)", s.QEMU, err)
+		return nil, fmt.Errorf("start %s: %w (install qemu-system-x86)", args[0], err)
 	}
 	go func() {
 		vm.err = cmd.Wait()
@@ -131,6 +146,12 @@ func Start(s Spec) (*VM, error) {
 		vm.notify()
 	}()
 	return vm, nil
+}
+
+// Send types s on the serial console (add "\n" to run a command).
+func (vm *VM) Send(s string) error {
+	_, err := io.WriteString(vm.stdin, s)
+	return err
 }
 
 // Kill ends QEMU by its PID (a hard power-off) and waits for it.
@@ -247,7 +268,7 @@ func (c *console) Write(p []byte) (int, error) {
 	vm.lines = append(vm.lines, done...)
 	vm.mu.Unlock()
 	for _, l := range done {
-		vm.spec.Log("[%6.2fs] %s: %s", time.Since(vm.Started).Seconds(), vm.Name, l)
+		vm.log("[%6.2fs] %s: %s", time.Since(vm.Started).Seconds(), vm.Name, l)
 	}
 	vm.notify()
 	return len(p), nil
@@ -262,7 +283,7 @@ func (vm *VM) flush() {
 	}
 	vm.mu.Unlock()
 	if strings.TrimSpace(rest) != "" {
-		vm.spec.Log("[%6.2fs] %s: %s", time.Since(vm.Started).Seconds(), vm.Name, rest)
+		vm.log("[%6.2fs] %s: %s", time.Since(vm.Started).Seconds(), vm.Name, rest)
 	}
 }
 
@@ -271,4 +292,20 @@ func (vm *VM) notify() {
 	close(vm.update)
 	vm.update = make(chan struct{})
 	vm.mu.Unlock()
+}
+
+// ShellQuote joins a command line so that a shell runs it as it was.
+func ShellQuote(args []string) string {
+	var b strings.Builder
+	for i, a := range args {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if a != "" && !strings.ContainsAny(a, " \t\"'$\\;&|<>()*?") {
+			b.WriteString(a)
+			continue
+		}
+		b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
+	}
+	return b.String()
 }
