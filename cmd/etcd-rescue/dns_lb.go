@@ -58,18 +58,8 @@ from --nodes in etcd-N order. --dry-run prints the plan and runs no hook.`,
 				if len(k.nodes) > 0 {
 					return errors.New("give --nodes or --plan, not both")
 				}
-				in.Cluster = p.Cluster.Name
-				if in.Domain == "" {
-					in.Domain = p.Cluster.Domain
-				}
-				if in.Profile == "" {
-					in.Profile = p.Profile
-				}
-				for _, m := range p.Members {
-					if m.Host == "" {
-						return fmt.Errorf("plan member %s has no host: set members[].host to its node name", m.Name)
-					}
-					in.Members = append(in.Members, dnslb.Member{Node: m.Host, DNSName: m.DNSName})
+				if in, err = dnslb.FromPlan(in, p); err != nil {
+					return err
 				}
 			} else {
 				for _, n := range k.nodes {

@@ -46,6 +46,7 @@ whole plan and changes nothing.`,
 		newDNSLBCmd(),
 		newDNSHookCmd(),
 		newRemoveSignerCmd(),
+		newFinishCmd(),
 		newDrillCmd(),
 		newLabKubeletCmd(),
 	)

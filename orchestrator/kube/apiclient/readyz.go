@@ -49,6 +49,10 @@ func (c *Clients) WaitReady(ctx context.Context, o ReadyOptions) error {
 	}
 }
 
+// Ready checks once whether the API server is ready and accepts the
+// credentials, and says how it stands in one line.
+func (c *Clients) Ready(ctx context.Context) (string, bool) { return c.readyState(ctx) }
+
 // readyState returns a one-line state and whether the API server is ready
 // and accepts the credentials.
 func (c *Clients) readyState(ctx context.Context) (string, bool) {

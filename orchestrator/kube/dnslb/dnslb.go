@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/nodes"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 )
 
 // Version is the version of the change documents hooks receive.
@@ -339,3 +340,24 @@ func (t *tail) Write(p []byte) (int, error) {
 }
 
 func (t *tail) String() string { return string(t.b) }
+
+// FromPlan fills an Input's cluster, domain, profile and members (in plan
+// order: etcd-0 is the first member) from a recovery plan; fields already
+// set are kept.
+func FromPlan(in Input, p *plan.Plan) (Input, error) {
+	in.Cluster = p.Cluster.Name
+	if in.Domain == "" {
+		in.Domain = p.Cluster.Domain
+	}
+	if in.Profile == "" {
+		in.Profile = p.Profile
+	}
+	in.Members = nil
+	for _, m := range p.Members {
+		if m.Host == "" {
+			return in, fmt.Errorf("plan member %s has no host: set members[].host to its node name", m.Name)
+		}
+		in.Members = append(in.Members, Member{Node: m.Host, DNSName: m.DNSName})
+	}
+	return in, nil
+}
