@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcdversion"
+
 	"github.com/spf13/cobra"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
@@ -30,6 +32,13 @@ func newPlanCmd() *cobra.Command {
 				prof = "detected from each master's root"
 			}
 			fmt.Fprintf(w, "  profile: %s\n", prof)
+			restoreFlags := ""
+			if p.EtcdVersion != "" {
+				fmt.Fprintf(w, "  etcd: %s (restores are tested for %s)\n", p.EtcdVersion, etcdversion.Range())
+				restoreFlags = " --etcd-version " + p.EtcdVersion
+			} else {
+				fmt.Fprintf(w, "  etcd: the version in the survivor's manifest (image tag) or old data dir; restores are tested for %s\n", etcdversion.Range())
+			}
 			for _, m := range p.Members {
 				role := "joins"
 				if m.Name == p.Survivor {
@@ -40,7 +49,7 @@ func newPlanCmd() *cobra.Command {
 			if p.Signer.Address != "" {
 				fmt.Fprintf(w, "  signer: %s for at most %s\n", p.Signer.Address, p.Signer.TTL.Duration)
 			}
-			fmt.Fprintf(w, "  restore: etcd-rescue restore --name %s --initial-cluster %s\n", p.Survivor, plan.InitialCluster(p.SurvivorMember()))
+			fmt.Fprintf(w, "  restore: etcd-rescue restore --name %s --initial-cluster %s%s\n", p.Survivor, plan.InitialCluster(p.SurvivorMember()), restoreFlags)
 			if validate {
 				fmt.Fprintln(w, "plan OK")
 			}
