@@ -103,8 +103,10 @@ func (f *finish) waiting(ctx context.Context) (context.Context, context.CancelFu
 
 func (f *finish) waitAPI() steps.Step {
 	return steps.Step{
-		Name:     "wait-api",
-		Describe: func() string { return "wait until the API server " + f.o.API.Config.Host + " is ready and accepts the credentials" },
+		Name: "wait-api",
+		Describe: func() string {
+			return "wait until the API server " + f.o.API.Config.Host + " is ready and accepts the credentials"
+		},
 		Check: func(ctx context.Context) (steps.State, error) {
 			state, ok := f.o.API.Ready(ctx)
 			fmt.Fprintf(f.o.Out, "    API server: %s\n", state)
@@ -247,9 +249,11 @@ func (f *finish) computeChange(ctx context.Context) (*dnslb.Change, error) {
 
 func (f *finish) removeSigner() steps.Step {
 	return steps.Step{
-		Name:     "remove-signer",
-		Describe: func() string { return "delete the temporary signer pod if present and wait until no signer pod is left" },
-		Check:    func(context.Context) (steps.State, error) { return steps.ToDo, nil },
+		Name: "remove-signer",
+		Describe: func() string {
+			return "delete the temporary signer pod if present and wait until no signer pod is left"
+		},
+		Check: func(context.Context) (steps.State, error) { return steps.ToDo, nil },
 		Run: func(ctx context.Context) error {
 			o := f.o.Signer
 			o.Out = indent(f.o.Out)
