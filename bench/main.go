@@ -83,6 +83,7 @@ func run(c config) error {
 		}
 	}
 	rep := &report{machine: machine(c.work)}
+	var largest string // the largest snapshot measured: it is profiled
 	for _, s := range strings.Split(c.sizes, ",") {
 		size, err := parseSize(s)
 		if err != nil {
@@ -104,6 +105,12 @@ func run(c config) error {
 		}
 		rep.rows = append(rep.rows, res)
 		fmt.Println(res.line())
+		largest = snap
+	}
+	if largest != "" {
+		if rep.profile, err = profileRestore(c, largest); err != nil {
+			return err
+		}
 	}
 	if c.image {
 		ir, err := measureImage(c, c.boots)

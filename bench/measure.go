@@ -263,6 +263,7 @@ type report struct {
 	skipped []string
 	image   *imageResult
 	drill   *drillResult
+	profile *cpuProfile
 }
 
 func (rep *report) markdown() string {
@@ -292,6 +293,9 @@ func (rep *report) markdown() string {
 			fmt.Fprintf(&b, " %s |", d(med))
 		}
 		b.WriteString("\n")
+	}
+	if rep.profile != nil {
+		b.WriteString(rep.profile.markdown())
 	}
 	b.WriteString("\n## Backup verification: `etcd-rescue verify-backup` against `etcdutl snapshot status`\n\n")
 	b.WriteString("etcdutl's status runs bbolt's check and counts keys; etcd-rescue also checks the sha256 trailer.\n\n")
