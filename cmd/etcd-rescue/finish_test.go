@@ -8,11 +8,7 @@ import (
 	"testing"
 	"time"
 
-	certv1 "k8s.io/api/certificates/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/etcd-rescue/etcd-rescue/internal/syncbuf"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/csr"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/kubetest"
 )
 
@@ -27,29 +23,10 @@ func TestFinish(t *testing.T) {
 	s.AllowCSRCreation(t)
 	s.CreateNode(t, kubetest.NodeSpec{Name: "master-0", InternalIP: "10.0.0.10", Ready: true})
 	s.CreateNode(t, kubetest.NodeSpec{Name: "master-1", InternalIP: "10.0.0.11", Ready: false})
-	client, err := s.CreateCSR(t, kubetest.BootstrapToken, kubetest.CSRSpec{CN: "system:node:master-1", O: "system:nodes",
-		Signer: certv1.KubeAPIServerClientKubeletSignerName, Usages: []certv1.KeyUsage{certv1.UsageDigitalSignature, certv1.UsageClientAuth}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	serving, err := s.CreateCSR(t, kubetest.NodeIdentity("master-1"), kubetest.CSRSpec{CN: "system:node:master-1", O: "system:nodes",
-		DNS: []string{"master-1"}, IPs: []string{"10.0.0.11"},
-		Signer: certv1.KubeletServingSignerName, Usages: []certv1.KeyUsage{certv1.UsageDigitalSignature, certv1.UsageServerAuth}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	intruder, err := s.CreateCSR(t, kubetest.BootstrapToken, kubetest.CSRSpec{CN: "system:node:intruder", O: "system:nodes",
-		Signer: certv1.KubeAPIServerClientKubeletSignerName, Usages: []certv1.KeyUsage{certv1.UsageDigitalSignature, certv1.UsageClientAuth}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	state := func(name string) string {
-		r, err := s.Typed(t).Certificates.CertificateSigningRequests().Get(t.Context(), name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return csr.State(r)
-	}
+	client := clientCSR(t, s, "master-1")
+	serving := servingCSR(t, s, "master-1", "10.0.0.11")
+	intruder := clientCSR(t, s, "intruder")
+	state := func(name string) string { return csrState(t, s, name) }
 	dir := t.TempDir()
 	planFile := filepath.Join(dir, "plan.yaml")
 	if err := os.WriteFile(planFile, []byte(`version: 1

@@ -30,6 +30,39 @@ func runCLI(t *testing.T, args ...string) (string, bool) {
 	return string(out), err == nil
 }
 
+// clientCSR creates node's kubelet client CSR, as its bootstrapper would.
+func clientCSR(t *testing.T, s *kubetest.Server, node string) *certv1.CertificateSigningRequest {
+	t.Helper()
+	r, err := s.CreateCSR(t, kubetest.BootstrapToken, kubetest.CSRSpec{CN: "system:node:" + node, O: "system:nodes",
+		Signer: certv1.KubeAPIServerClientKubeletSignerName, Usages: []certv1.KeyUsage{certv1.UsageDigitalSignature, certv1.UsageClientAuth}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// servingCSR creates node's kubelet serving CSR, as its kubelet would.
+func servingCSR(t *testing.T, s *kubetest.Server, node, ip string) *certv1.CertificateSigningRequest {
+	t.Helper()
+	r, err := s.CreateCSR(t, kubetest.NodeIdentity(node), kubetest.CSRSpec{CN: "system:node:" + node, O: "system:nodes",
+		DNS: []string{node}, IPs: []string{ip},
+		Signer: certv1.KubeletServingSignerName, Usages: []certv1.KeyUsage{certv1.UsageDigitalSignature, certv1.UsageServerAuth}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// csrState reads a CSR's state: pending, approved, denied or failed.
+func csrState(t *testing.T, s *kubetest.Server, name string) string {
+	t.Helper()
+	r, err := s.Typed(t).Certificates.CertificateSigningRequests().Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return csr.State(r)
+}
+
 // TestKubeCommands runs approve-csrs, wait-nodes, wait-api, dns-lb with
 // the shipped RFC 2136 hook, and remove-signer as a user would, against a
 // real kube-apiserver and a DNS server on 127.0.0.1.
@@ -39,23 +72,9 @@ func TestKubeCommands(t *testing.T) {
 	s.CreateNode(t, kubetest.NodeSpec{Name: "master-0", InternalIP: "10.0.0.10", Ready: true})
 	s.CreateNode(t, kubetest.NodeSpec{Name: "master-1", InternalIP: "10.0.0.11", Ready: false})
 	kc := s.Kubeconfig
-	good, err := s.CreateCSR(t, kubetest.BootstrapToken, kubetest.CSRSpec{CN: "system:node:master-1", O: "system:nodes",
-		Signer: certv1.KubeAPIServerClientKubeletSignerName, Usages: []certv1.KeyUsage{certv1.UsageDigitalSignature, certv1.UsageClientAuth}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad, err := s.CreateCSR(t, kubetest.BootstrapToken, kubetest.CSRSpec{CN: "system:node:intruder", O: "system:nodes",
-		Signer: certv1.KubeAPIServerClientKubeletSignerName, Usages: []certv1.KeyUsage{certv1.UsageDigitalSignature, certv1.UsageClientAuth}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	state := func(name string) string {
-		r, err := s.Typed(t).Certificates.CertificateSigningRequests().Get(t.Context(), name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return csr.State(r)
-	}
+	good := clientCSR(t, s, "master-1")
+	bad := clientCSR(t, s, "intruder")
+	state := func(name string) string { return csrState(t, s, name) }
 
 	t.Run("approve-csrs", func(t *testing.T) {
 		out, ok := runCLI(t, "approve-csrs", "--kubeconfig", kc, "--nodes", "master-1", "--dry-run")
@@ -78,12 +97,7 @@ func TestKubeCommands(t *testing.T) {
 		}
 		// A later --watch run counts the client CSR approved above and
 		// ends once the node's serving CSR is approved too.
-		serving, err := s.CreateCSR(t, kubetest.NodeIdentity("master-1"), kubetest.CSRSpec{CN: "system:node:master-1", O: "system:nodes",
-			DNS: []string{"master-1"}, IPs: []string{"10.0.0.11"},
-			Signer: certv1.KubeletServingSignerName, Usages: []certv1.KeyUsage{certv1.UsageDigitalSignature, certv1.UsageServerAuth}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		serving := servingCSR(t, s, "master-1", "10.0.0.11")
 		out, ok = runCLI(t, "approve-csrs", "--kubeconfig", kc, "--nodes", "master-1", "--watch", "--interval", "200ms", "--timeout", "30s")
 		if !ok || !strings.Contains(out, "every planned node has its client and serving CSR approved") || state(serving.Name) != "approved" {
 			t.Fatalf("approve-csrs --watch:\n%s", out)
