@@ -187,3 +187,95 @@ func port(t *testing.T) int {
 	}
 	return n
 }
+
+// TestRestoreOpensInEtcd33OnOpenShift43 is the runbook's own setting: an
+// OpenShift 4.3 master whose etcd-member pod runs etcd 3.3. etcd 3.3.27
+// serves the survivor's data dir, is backed up and stopped; etcd-rescue
+// restores the backup (reading the version from the image tag), and etcd
+// 3.3 started exactly as the rewritten manifest's start script says (its
+// environment file, the sourced etcd.conf, no discovery SRV) serves every
+// key as a new one-member cluster.
+func TestRestoreOpensInEtcd33OnOpenShift43(t *testing.T) {
+	bin := etcdtest.VersionBinary(t, "3.3.27")
+	image := "quay.io/coreos/etcd:v3.3.27"
+	p := etcdtest.NewPKI(t)
+	root := t.TempDir()
+	prof := mustProfile(t, profile.OpenShift43)
+	m := fixture.Master{
+		Profile: profile.OpenShift43, NodeName: "master-0.test.example.com", MemberName: "etcd-member-master-0.test.example.com",
+		IP: "127.0.0.1", ListenIP: "127.0.0.1", DNSName: "etcd-0.test.example.com", ClusterDomain: "test.example.com", Image: image,
+		ClientPort: port(t), PeerPort: port(t), MetricsPort: port(t),
+	}
+	fm, err := fixture.Write(root, m, p.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(rel string) string { return filepath.Join(root, rel) }
+	serverCert, serverKey := prof.MemberCert("server", fm.DNSName)
+	peerCert, peerKey := prof.MemberCert("peer", fm.DNSName)
+
+	// The cluster as it ran: etcd 3.3 on the master's data dir and certificates.
+	old := etcdtest.StartBinary(t, bin, []string{"etcd",
+		"--name", fm.MemberName, "--data-dir", at(prof.DataDir),
+		"--initial-cluster", fm.MemberName + "=" + fm.PeerURL(), "--initial-cluster-state", "new",
+		"--initial-advertise-peer-urls", fm.PeerURL(), "--listen-peer-urls", fm.PeerURL(),
+		"--advertise-client-urls", fm.ClientURL(), "--listen-client-urls", fm.ClientURL(),
+		"--cert-file", at(serverCert), "--key-file", at(serverKey), "--trusted-ca-file", at(prof.CACert), "--client-cert-auth",
+		"--peer-cert-file", at(peerCert), "--peer-key-file", at(peerKey), "--peer-trusted-ca-file", at(prof.CACert), "--peer-client-cert-auth",
+	}, nil)
+	cli := p.Client(t, fm.ClientURL())
+	etcdtest.WaitHealthy(t, cli, old, time.Minute)
+	etcdtest.PutKeys(t, cli, 0, 1000)
+	ctx := context.Background()
+	bdir := filepath.Join(t.TempDir(), "backup")
+	if _, err := backup.Save(ctx, backup.SaveOptions{Client: etcdtest.ClientConfig(t, p, fm.ClientURL()), Root: root, Profile: prof, OutDir: bdir}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.Get(ctx, "health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxRev := resp.Header.Revision
+	old.Stop()
+	cli.Close()
+
+	var out bytes.Buffer
+	if err := restore.Run(ctx, restore.Options{Root: root, BackupDir: bdir, Name: fm.MemberName, InitialCluster: fm.MemberName + "=" + fm.PeerURL(),
+		Out: &out, DialTimeout: 200 * time.Millisecond}); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out.String())
+	}
+	if want := "etcd version: 3.3.27 (from the manifest's image " + image + ")"; !strings.Contains(out.String(), want) {
+		t.Errorf("the restore did not say %q:\n%s", want, out.String())
+	}
+
+	mf, err := manifest.Load(at(prof.Manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := mf.Invocation(manifest.Runtime{Root: root, NodeName: fm.NodeName, Files: map[string]string{"/run/etcd/environment": fm.RunEnvironment()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv, env := inv.OnHost(root)
+	restored := etcdtest.StartBinary(t, bin, argv, env)
+	cli = p.Client(t, fm.ClientURL())
+	etcdtest.WaitHealthy(t, cli, restored, time.Minute)
+	etcdtest.CheckKeys(t, cli, 0, 1000)
+	st, err := cli.Status(ctx, fm.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(st.Version, "3.3.") {
+		t.Errorf("served by etcd %s, want 3.3", st.Version)
+	}
+	if st.Header.Revision <= maxRev {
+		t.Errorf("revision %d not above %d", st.Header.Revision, maxRev)
+	}
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ml.Members) != 1 || ml.Members[0].Name != fm.MemberName {
+		t.Errorf("members = %v, want only %s", ml.Members, fm.MemberName)
+	}
+}
