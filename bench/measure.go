@@ -223,22 +223,16 @@ func stats(s []sample) (min, median time.Duration, rss int64) {
 }
 
 // peakAnon is the largest anonymous memory sampled over the runs.
-func peakAnon(runs ...[]sample) int64 {
-	var m int64
-	for _, s := range runs {
-		for _, x := range s {
-			m = max(m, x.maxAnon)
-		}
-	}
-	return m
-}
+func peakAnon(runs ...[]sample) int64 { return peak(func(x sample) int64 { return x.maxAnon }, runs) }
 
 // peakRSS is the largest VmHWM over the runs.
-func peakRSS(runs ...[]sample) int64 {
+func peakRSS(runs ...[]sample) int64 { return peak(func(x sample) int64 { return x.maxRSS }, runs) }
+
+func peak(of func(sample) int64, runs [][]sample) int64 {
 	var m int64
 	for _, s := range runs {
 		for _, x := range s {
-			m = max(m, x.maxRSS)
+			m = max(m, of(x))
 		}
 	}
 	return m
