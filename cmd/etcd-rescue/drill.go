@@ -95,6 +95,7 @@ PATH) under this etcd-rescue binary as the lab kubelet.`,
 	f.StringVar(&o.Modules, "modules", "", "the kernel's /lib/modules/<version> folder")
 	f.StringVar(&o.Etcd, "etcd", "", "etcd server binary the lab masters run (default: etcd in PATH)")
 	f.StringVar(&o.Accel, "accel", "tcg", "QEMU accelerator: tcg or kvm")
+	f.StringVar(&o.Profile, "profile", "openshift-4.3", "the lab masters' layout: openshift-4.3 or kubeadm")
 	f.BoolVar(&o.Keep, "keep", false, "keep the disks and configs (the report says where)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.StringVar(&jsonFile, "json-file", "", "also write the JSON report to this file")

@@ -1,9 +1,10 @@
 // Package drill rehearses the loss of etcd quorum on QEMU virtual machines
 // and its recovery with the real rescue image, and proves nothing was lost.
 //
-// Three OpenShift 4.3 masters (each with its own ext4 disk, on a bridge in
-// a network namespace the drill creates, with a DNS server for the etcd-N
-// and SRV records) form a TLS cluster from their own static pod manifests;
+// Three OpenShift 4.3 masters, or kubeadm masters with Options.Profile
+// (each with its own ext4 disk, on a bridge in a network namespace the
+// drill creates, with a DNS server for the etcd-N and SRV records) form a
+// TLS cluster from their own static pod manifests;
 // keys are written, a backup is taken, more keys are written, two masters
 // are killed, the survivor is restored by the rescue image (restore role)
 // and two new masters join through it (join role). Then every member is
@@ -62,6 +63,10 @@ type Options struct {
 	Keep    bool
 	// Accel is kvm or tcg (default).
 	Accel string
+	// Profile is the masters' layout: openshift-4.3 (default: etcd-member
+	// pods that find their peers through DNS SRV records) or kubeadm
+	// (etcd pods with an initial cluster of IP peer URLs).
+	Profile string
 	// Log receives progress and every console line; default none.
 	Log func(format string, a ...any)
 
@@ -72,6 +77,7 @@ type Options struct {
 // Report is the drill's result.
 type Report struct {
 	Accel    string  `json:"accel"`
+	Profile  string  `json:"profile"`
 	Keys     int     `json:"keys"`
 	LostKeys int     `json:"lostKeys"`
 	Phases   []Phase `json:"phases"`
@@ -103,7 +109,7 @@ type Phase struct {
 
 // Print writes the report as a table.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "\n== etcd-rescue drill report (%s, %d keys) ==\n", r.Accel, r.Keys)
+	fmt.Fprintf(w, "\n== etcd-rescue drill report (%s, %s masters, %d keys) ==\n", r.Accel, r.Profile, r.Keys)
 	for _, p := range r.Phases {
 		fmt.Fprintf(w, "  %-62s %6.1fs\n", p.Name, p.Seconds)
 	}
@@ -136,11 +142,17 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if o.Accel == "" {
 		o.Accel = "tcg"
 	}
+	if o.Profile == "" {
+		o.Profile = profile.OpenShift43
+	}
+	if _, err := profile.Get(o.Profile); err != nil {
+		return &Report{}, err
+	}
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
 	start := time.Now()
-	rep = &Report{Accel: o.Accel, Keys: o.Keys, LostKeys: o.Lost}
+	rep = &Report{Accel: o.Accel, Profile: o.Profile, Keys: o.Keys, LostKeys: o.Lost}
 	for _, tool := range []string{"mkfs.ext4", "debugfs", "e2fsck"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return rep, fmt.Errorf("%s not found: install e2fsprogs (make deps)", tool)
@@ -216,9 +228,15 @@ func (l *lab) run(ctx context.Context, rep *Report, start time.Time) error {
 		return nil
 	}
 
-	old := []*master{newMaster(0, 0), newMaster(1, 1), newMaster(2, 2)}
+	old := []*master{newMaster(o.Profile, 0, 0), newMaster(o.Profile, 1, 1), newMaster(o.Profile, 2, 2)}
+	var initial []plan.Member
+	for _, m := range old {
+		initial = append(initial, m.planMember())
+	}
 	var etcdNames []string
 	for _, m := range old {
+		m.fx.InitialCluster = plan.InitialCluster(initial...) // what kubeadm wrote; OpenShift discovers it
+
 		l.dns.SetA(m.fx.DNSName, m.fx.IP)
 		etcdNames = append(etcdNames, m.fx.DNSName)
 	}
@@ -265,7 +283,7 @@ func (l *lab) run(ctx context.Context, rep *Report, start time.Time) error {
 	backupTree := filepath.Join(l.dir, "backup-volume")
 	var backupDisk string
 	if err := phase("etcd-rescue backup onto the backup volume", func() error {
-		prof, err := profile.Get(profile.OpenShift43)
+		prof, err := profile.Get(o.Profile)
 		if err != nil {
 			return err
 		}
@@ -310,9 +328,9 @@ func (l *lab) run(ctx context.Context, rep *Report, start time.Time) error {
 	}
 
 	survivor := old[0]
-	m3, m4 := newMaster(3, 1), newMaster(4, 2)
+	m3, m4 := newMaster(o.Profile, 3, 1), newMaster(o.Profile, 4, 2)
 	pl := &plan.Plan{
-		Version: plan.Version, Cluster: plan.Cluster{Name: cluster, Domain: domain}, Profile: profile.OpenShift43,
+		Version: plan.Version, Cluster: plan.Cluster{Name: cluster, Domain: domain}, Profile: o.Profile,
 		Survivor: survivor.fx.MemberName,
 		Members:  []plan.Member{survivor.planMember(), m3.planMember(), m4.planMember()},
 		Signer:   plan.Signer{Address: fmt.Sprintf("https://%s:%d", survivor.fx.IP, 9943)},
@@ -431,7 +449,7 @@ func (l *lab) run(ctx context.Context, rep *Report, start time.Time) error {
 		return err
 	}
 
-	if err := phase("an old master comes back while DNS still names it", func() error {
+	if err := phase("an old master comes back with its old data", func() error {
 		// Old data is never reused: the old master's etcd is refused by
 		// the new members and the new cluster does not notice.
 		back := old[1]

@@ -59,13 +59,20 @@ type master struct {
 	vm   *vm.VM
 }
 
-func newMaster(idx, etcdN int) *master {
+// newMaster is lab master idx, the etcd-N of the cluster, of the profile's
+// layout: OpenShift 4.3 names the member etcd-member-<node>, kubeadm after
+// the node.
+func newMaster(prof string, idx, etcdN int) *master {
 	node := fmt.Sprintf("master-%d.%s", idx, domain)
+	member := node
+	if prof == profile.OpenShift43 {
+		member = "etcd-member-" + node
+	}
 	return &master{
 		idx: idx,
 		mac: fmt.Sprintf("52:54:00:88:00:%02x", 0x10+idx),
 		fx: fixture.Master{
-			Profile: profile.OpenShift43, NodeName: node, MemberName: "etcd-member-" + node,
+			Profile: prof, NodeName: node, MemberName: member,
 			IP: fmt.Sprintf("10.88.0.%d", 10+idx), DNSName: fmt.Sprintf("etcd-%d.%s", etcdN, domain), ClusterDomain: domain,
 		},
 	}
@@ -99,16 +106,19 @@ func (l *lab) newCA() error {
 	return nil
 }
 
-// writeDisk renders the master's root (OpenShift 4.3, certificates from the
-// lab CA) and makes its ext4 disk. withCAKey false drops the CA key, as on
-// a reinstalled master.
+// writeDisk renders the master's root (its profile's layout, certificates
+// from the lab CA) and makes its ext4 disk. withCAKey false drops the CA
+// key, as on a reinstalled master.
 func (l *lab) writeDisk(m *master, withCAKey bool) error {
 	m.tree = filepath.Join(l.dir, fmt.Sprintf("root-%d", m.idx))
 	if _, err := fixture.Write(m.tree, m.fx, l.ca); err != nil {
 		return err
 	}
 	if !withCAKey {
-		prof, _ := profile.Get(profile.OpenShift43)
+		prof, err := profile.Get(m.fx.Profile)
+		if err != nil {
+			return err
+		}
 		if err := os.Remove(filepath.Join(m.tree, prof.CAKey)); err != nil {
 			return err
 		}
