@@ -68,9 +68,10 @@ bench: build kernel
 # The QEMU lab drill (as root: it makes a network namespace with a bridge
 # and taps): three OpenShift 4.3 masters form a TLS cluster, take a backup,
 # lose two masters and are recovered with the rescue image; then every key
-# is checked. A corrupted backup must end in RESTORE-FAILED with the old data
-# dir intact. DRILL_KEYS sets the keys (default 10000); the report's JSON
-# goes to $(DRILL_JSON).
+# is checked; then the same with kubeadm masters. A corrupted backup must end
+# in RESTORE-FAILED with the old data dir intact, and a survivor powered off
+# during its restore must resume. DRILL_KEYS sets the keys of the OpenShift
+# drill (default 10000); its report's JSON goes to $(DRILL_JSON).
 DRILL_KEYS ?= 10000
 DRILL_JSON ?= $(CURDIR)/out/drill-report.json
 .PHONY: e2e
