@@ -102,8 +102,10 @@ func (r *restore) bump() (int64, string) {
 			continue
 		}
 		ahead := max(info.Revision-snapRev, 0)
-		return ahead + bumpMargin, fmt.Sprintf("old data dir is at revision %d, the snapshot at %d: %d written after the backup + %d margin",
-			info.Revision, snapRev, ahead, bumpMargin)
+		// The margin covers what this backend does not show: writes still
+		// only in its WAL, or applied on other members but not here.
+		return ahead + bumpMargin, fmt.Sprintf("old data dir's backend is at revision %d, the snapshot at %d: %d written after the backup, "+
+			"+ %d margin for writes only in the WAL or on other members", info.Revision, snapRev, ahead, bumpMargin)
 	}
 	return bumpUnknown, "no old data dir tells how far the cluster got: the OpenShift default"
 }
