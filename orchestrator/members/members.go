@@ -191,7 +191,8 @@ func AddLearner(ctx context.Context, cli *clientv3.Client, req AddRequest) (*Add
 			return nil, fmt.Errorf("%w: %s; it belongs to an old master: run again with --replace-stale to remove it first", ErrStale, describe(stale))
 		}
 		for _, m := range stale {
-			if _, err := cli.MemberRemove(ctx, m.ID); err != nil && !errors.Is(err, rpctypes.ErrMemberNotFound) {
+			err := retryUnhealthy(ctx, func() error { _, err := cli.MemberRemove(ctx, m.ID); return err })
+			if err != nil && !errors.Is(err, rpctypes.ErrMemberNotFound) {
 				return nil, fmt.Errorf("remove stale member %s: %w", m, err)
 			}
 			res.Removed = append(res.Removed, m)
@@ -313,19 +314,31 @@ func Missing(p *plan.Plan, list []Member) []string {
 	return out
 }
 
-// addLearnerRetrying retries while etcd refuses the add for lack of
-// connected peers: a member started or promoted less than etcd's health
-// interval (5s) ago does not count yet, so a join right after another one
-// meets this for a few seconds.
+// addLearnerRetrying adds a learner, retrying while etcd refuses for lack
+// of connected peers (retryUnhealthy).
 func addLearnerRetrying(ctx context.Context, cli *clientv3.Client, peerURL string) (*clientv3.MemberAddResponse, error) {
+	var resp *clientv3.MemberAddResponse
+	err := retryUnhealthy(ctx, func() error {
+		var err error
+		resp, err = cli.MemberAddAsLearner(ctx, []string{peerURL})
+		return err
+	})
+	return resp, err
+}
+
+// retryUnhealthy repeats a membership change while etcd refuses it for
+// lack of connected peers: a member started or promoted less than etcd's
+// health interval (5s) ago does not count yet, so a change right after a
+// restart or another join meets this for a few seconds.
+func retryUnhealthy(ctx context.Context, change func() error) error {
 	for {
-		resp, err := cli.MemberAddAsLearner(ctx, []string{peerURL})
+		err := change()
 		if err == nil || !(errors.Is(err, rpctypes.ErrUnhealthy) || errors.Is(err, rpctypes.ErrMemberNotEnoughStarted)) {
-			return resp, err
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w (still refused when the time ran out)", err)
+			return fmt.Errorf("%w (still refused when the time ran out)", err)
 		case <-time.After(time.Second):
 		}
 	}
