@@ -281,8 +281,9 @@ func PromoteReady(ctx context.Context, cli *clientv3.Client) (promoted, waiting 
 			continue
 		}
 		if _, err := cli.MemberPromote(ctx, m.ID); err != nil {
-			if errors.Is(err, rpctypes.ErrMemberLearnerNotReady) || errors.Is(err, rpctypes.ErrGRPCLearnerNotReady) {
-				waiting = append(waiting, m)
+			if errors.Is(err, rpctypes.ErrMemberLearnerNotReady) || errors.Is(err, rpctypes.ErrGRPCLearnerNotReady) ||
+				errors.Is(err, rpctypes.ErrUnhealthy) || errors.Is(err, rpctypes.ErrMemberNotEnoughStarted) {
+				waiting = append(waiting, m) // behind, or the voters connected too recently: next round
 				continue
 			}
 			if errors.Is(err, rpctypes.ErrMemberNotLearner) {

@@ -58,10 +58,10 @@ func TestAddLearnerRules(t *testing.T) {
 	}
 
 	// Nor while a voting member is added but not started (quorum risk).
-	if _, err := cli.MemberRemove(ctx, res.ID); err != nil {
+	if err := retryUnhealthy(ctx, func() error { _, err := cli.MemberRemove(ctx, res.ID); return err }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.MemberAdd(ctx, []string{etcdtest.FreeURL(t)}); err != nil {
+	if err := retryUnhealthy(ctx, func() error { _, err := cli.MemberAdd(ctx, []string{etcdtest.FreeURL(t)}); return err }); err != nil {
 		t.Fatal(err)
 	}
 	_, err = AddLearner(ctx, cli, AddRequest{Name: "m3", PeerURL: etcdtest.FreeURL(t)})
