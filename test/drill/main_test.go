@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,32 +53,22 @@ func setup(m *testing.M) (int, error) {
 		return 1, err
 	}
 	lab.root = root
-	lab.kernel, lab.modules = os.Getenv("ETCD_RESCUE_KERNEL"), os.Getenv("ETCD_RESCUE_MODULES")
-	if lab.kernel == "" {
-		if lab.kernel, lab.modules, err = image.CachedKernel(root); err != nil {
-			return 1, fmt.Errorf("%w (or set ETCD_RESCUE_KERNEL and ETCD_RESCUE_MODULES)", err)
-		}
+	if lab.kernel, lab.modules, err = qemu.Kernel(root); err != nil {
+		return 1, err
 	}
-	for _, tool := range []string{"qemu-system-x86_64", "mkfs.ext4", "debugfs", "e2fsck", "ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return 1, fmt.Errorf("%s not found: run `make deps`", tool)
-		}
+	if err := qemu.RequireTools("qemu-system-x86_64", "mkfs.ext4", "debugfs", "e2fsck", "ip"); err != nil {
+		return 1, err
 	}
 	if lab.tmp, err = os.MkdirTemp("", "etcd-rescue-drill-"); err != nil {
 		return 1, err
 	}
 	lab.binary = filepath.Join(lab.tmp, "etcd-rescue")
 	lab.etcd = filepath.Join(lab.tmp, "etcd")
-	for _, b := range []struct{ out, ldflags, pkg string }{
-		{lab.binary, "-s -w -buildid= -X github.com/etcd-rescue/etcd-rescue/internal/version.Version=" + drillVersion, "./cmd/etcd-rescue"},
-		{lab.etcd, "-s -w", "go.etcd.io/etcd/server/v3"},
-	} {
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", b.ldflags, "-o", b.out, b.pkg)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return 1, fmt.Errorf("build %s: %v\n%s", b.pkg, err, out)
-		}
+	if err := qemu.Build(root, "./cmd/etcd-rescue", lab.binary, qemu.BinaryFlags(drillVersion)); err != nil {
+		return 1, err
+	}
+	if err := qemu.Build(root, "go.etcd.io/etcd/server/v3", lab.etcd, "-s -w"); err != nil {
+		return 1, err
 	}
 	lab.rescueDir = filepath.Join(lab.tmp, "rescue")
 	var log strings.Builder

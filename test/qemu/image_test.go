@@ -53,28 +53,18 @@ func setup(m *testing.M) (int, error) {
 		return 1, err
 	}
 	lab.root = root
-	lab.kernel, lab.modules = os.Getenv("ETCD_RESCUE_KERNEL"), os.Getenv("ETCD_RESCUE_MODULES")
-	if lab.kernel == "" {
-		if lab.kernel, lab.modules, err = image.CachedKernel(root); err != nil {
-			return 1, fmt.Errorf("%w (or set ETCD_RESCUE_KERNEL and ETCD_RESCUE_MODULES)", err)
-		}
+	if lab.kernel, lab.modules, err = qemu.Kernel(root); err != nil {
+		return 1, err
 	}
-	for _, tool := range []string{"qemu-system-x86_64", "mkfs.ext4", "objcopy"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return 1, fmt.Errorf("%s not found: run `make deps`", tool)
-		}
+	if err := qemu.RequireTools("qemu-system-x86_64", "mkfs.ext4", "objcopy"); err != nil {
+		return 1, err
 	}
 	if lab.tmp, err = os.MkdirTemp("", "etcd-rescue-image-test-"); err != nil {
 		return 1, err
 	}
 	lab.binary = filepath.Join(lab.tmp, "etcd-rescue")
-	build := exec.Command("go", "build", "-trimpath",
-		"-ldflags", "-s -w -buildid= -X github.com/etcd-rescue/etcd-rescue/internal/version.Version="+testVersion,
-		"-o", lab.binary, "./cmd/etcd-rescue")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return 1, fmt.Errorf("build etcd-rescue: %v\n%s", err, out)
+	if err := qemu.Build(root, "./cmd/etcd-rescue", lab.binary, qemu.BinaryFlags(testVersion)); err != nil {
+		return 1, err
 	}
 	lab.imageDir = filepath.Join(lab.tmp, "image-a")
 	start := time.Now()

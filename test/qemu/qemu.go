@@ -197,11 +197,7 @@ func WithArgs(a ...string) Option {
 
 // Cmdline returns the QEMU command line.
 func (o *Options) Cmdline() []string {
-	args := []string{o.QEMU,
-		"-machine", "q35", "-accel", o.Accel,
-		"-m", fmt.Sprint(o.Memory), "-smp", fmt.Sprint(o.CPUs),
-		"-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
-	}
+	args := vm.Machine(o.QEMU, o.Accel, o.Memory, o.CPUs)
 	if o.BIOS != "" {
 		args = append(args, "-bios", o.BIOS)
 	}
@@ -209,11 +205,7 @@ func (o *Options) Cmdline() []string {
 		args = append(args, "-kernel", o.Kernel, "-initrd", o.Initrd, "-append", o.Append)
 	}
 	args = append(args, o.Devices...)
-	if len(o.Network) > 0 {
-		args = append(args, o.Network...)
-	} else {
-		args = append(args, "-nic", "none")
-	}
+	args = append(args, vm.NetworkArgs(o.Network)...)
 	return append(args, o.Extra...)
 }
 

@@ -50,11 +50,25 @@ type Spec struct {
 	Log func(format string, a ...any)
 }
 
+// Machine is the start of every QEMU command line: a q35 machine with no
+// default devices and no display, the serial console on stdio, and
+// -no-reboot so that a guest reboot or power-off ends QEMU.
+func Machine(qemu, accel string, memory, cpus int) []string {
+	return []string{qemu, "-machine", "q35", "-accel", accel, "-m", fmt.Sprint(memory), "-smp", fmt.Sprint(cpus),
+		"-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"}
+}
+
+// NetworkArgs are the given network arguments, or none at all (-nic none).
+func NetworkArgs(network []string) []string {
+	if len(network) > 0 {
+		return network
+	}
+	return []string{"-nic", "none"}
+}
+
 // Cmdline returns the QEMU command line.
 func (s *Spec) Cmdline() []string {
-	args := []string{s.QEMU, "-machine", "q35", "-accel", s.Accel, "-m", fmt.Sprint(s.Memory), "-smp", fmt.Sprint(s.CPUs),
-		"-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
-		"-kernel", s.Kernel, "-initrd", s.Initrd, "-append", s.Append}
+	args := append(Machine(s.QEMU, s.Accel, s.Memory, s.CPUs), "-kernel", s.Kernel, "-initrd", s.Initrd, "-append", s.Append)
 	for i, d := range s.Disks {
 		id := fmt.Sprintf("disk%d", i)
 		dev := "virtio-blk-pci,drive=" + id
@@ -66,11 +80,7 @@ func (s *Spec) Cmdline() []string {
 	for name, file := range s.FwCfg {
 		args = append(args, "-fw_cfg", fmt.Sprintf("name=%s,file=%s", name, file))
 	}
-	if len(s.Network) > 0 {
-		args = append(args, s.Network...)
-	} else {
-		args = append(args, "-nic", "none")
-	}
+	args = append(args, NetworkArgs(s.Network)...)
 	return append(args, s.Extra...)
 }
 
