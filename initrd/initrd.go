@@ -187,22 +187,27 @@ func Build(ctx context.Context, cfg Config, out string) (*Result, error) {
 	return res, nil
 }
 
+// Skeleton is what an init needs in its initramfs before it mounts
+// anything: the console and null devices the kernel and Go's runtime open
+// before devtmpfs is mounted, and the mount points and folders it uses.
+func Skeleton() []cpio.Record {
+	return []cpio.Record{
+		cpio.Directory("dev", 0o755),
+		cpio.CharDev("dev/console", 0o600, 5, 1),
+		cpio.CharDev("dev/null", 0o666, 1, 3),
+		cpio.Directory("etc", 0o755),
+		cpio.Directory("proc", 0o555),
+		cpio.Directory("run", 0o755),
+		cpio.Directory("sys", 0o555),
+		cpio.Directory("tmp", 0o1777),
+	}
+}
+
 // baseArchive holds what u-root does not add itself: the console device the
 // kernel opens for init before devtmpfs is mounted, the modules with a
 // trimmed modules.dep, and the load list.
 func baseArchive(k *Kmods, version string, load []string) (*cpio.Archive, error) {
-	recs := []cpio.Record{
-		cpio.Directory("dev", 0o755),
-		cpio.CharDev("dev/console", 0o600, 5, 1),
-		cpio.CharDev("dev/null", 0o666, 1, 3),
-		cpio.Directory("proc", 0o555),
-		cpio.Directory("sys", 0o555),
-		cpio.Directory("run", 0o755),
-		cpio.Directory("tmp", 0o1777),
-		cpio.Directory("mnt", 0o755),
-		cpio.Directory("etc", 0o755),
-		cpio.Directory("etc/etcd-rescue", 0o755),
-	}
+	recs := append(Skeleton(), cpio.Directory("mnt", 0o755), cpio.Directory("etc/etcd-rescue", 0o755))
 	mods, list, err := k.Records(version, load)
 	if err != nil {
 		return nil, err

@@ -56,18 +56,7 @@ func Build(cfg Config, out string) (*Result, error) {
 	}
 	res := &Result{Modules: k.Resolve(Modules)}
 	version := filepath.Base(filepath.Clean(cfg.ModulesDir))
-	recs := []cpio.Record{
-		cpio.Directory("bin", 0o755),
-		cpio.Directory("dev", 0o755),
-		cpio.CharDev("dev/console", 0o600, 5, 1),
-		cpio.CharDev("dev/null", 0o666, 1, 3),
-		cpio.Directory("etc", 0o755),
-		cpio.Directory("etc/lab", 0o755),
-		cpio.Directory("proc", 0o555),
-		cpio.Directory("run", 0o755),
-		cpio.Directory("sys", 0o555),
-		cpio.Directory("tmp", 0o1777),
-	}
+	recs := append(initrd.Skeleton(), cpio.Directory("bin", 0o755), cpio.Directory("etc/lab", 0o755))
 	for _, f := range []struct{ src, dst string }{{cfg.Init, "init"}, {cfg.Etcd, "bin/etcd"}} {
 		b, err := os.ReadFile(f.src)
 		if err != nil {
