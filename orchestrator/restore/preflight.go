@@ -3,7 +3,6 @@ package restore
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"golang.org/x/net/http/httpproxy"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 )
 
@@ -38,18 +36,9 @@ func (r *restore) verifyBackupStep() steps.Step {
 				return err
 			}
 			r.set, r.report = set, rep
-			indented(r.out, rep.Print)
+			rep.Print(steps.Indent(r.out))
 			return r.sameBackupAsBefore()
 		},
-	}
-}
-
-// indented writes a report under its step's progress line.
-func indented(w io.Writer, print func(io.Writer)) {
-	var b strings.Builder
-	print(&b)
-	for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
-		fmt.Fprintf(w, "    %s\n", line)
 	}
 }
 
@@ -154,13 +143,7 @@ func (r *restore) diskFree(p string) (uint64, error) {
 // knows. One that answers would join the new cluster's traffic with the old
 // cluster ID; the operator must power it off first (or pass --force).
 func (r *restore) checkOldPeers(ctx context.Context) error {
-	var info *etcddata.Info
-	for _, dir := range r.oldDataDirs() {
-		if i, err := etcddata.Read(etcddata.DBPath(dir)); err == nil {
-			info = i
-			break
-		}
-	}
+	info, _ := r.oldData()
 	if info == nil || len(info.Members) == 0 {
 		fmt.Fprintf(r.out, "    old members: unknown (no readable old data dir); make sure the lost masters stay powered off\n")
 		return nil

@@ -15,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 )
 
@@ -93,14 +92,7 @@ func (r *restore) bump() (int64, string) {
 		return n, r.j.Notes["bumpWhy"]
 	}
 	snapRev := r.report.Snapshot.Status.Revision
-	for _, dir := range []string{r.j.Notes["keptDataDir"], r.abs(r.prof.DataDir)} {
-		if dir == "" {
-			continue
-		}
-		info, err := etcddata.Read(etcddata.DBPath(dir))
-		if err != nil {
-			continue
-		}
+	if info, _ := r.oldData(); info != nil {
 		ahead := max(info.Revision-snapRev, 0)
 		// The margin covers what this backend does not show: writes still
 		// only in its WAL, or applied on other members but not here.

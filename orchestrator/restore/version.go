@@ -47,11 +47,9 @@ func (r *restore) serverVersion() (*etcdversion.Version, string) {
 			return &v, "from the manifest's image " + image
 		}
 	}
-	for _, dir := range r.oldDataDirs() {
-		if info, err := etcddata.Read(etcddata.DBPath(dir)); err == nil && info.WrittenBy() != "" {
-			if v, err := etcdversion.Parse(info.WrittenBy()); err == nil {
-				return &v, "recorded in the old data dir " + dir
-			}
+	if info, dir := r.oldData(); info != nil && info.WrittenBy() != "" {
+		if v, err := etcdversion.Parse(info.WrittenBy()); err == nil {
+			return &v, "recorded in the old data dir " + dir
 		}
 	}
 	if image == "" {
@@ -74,12 +72,18 @@ func (r *restore) backupWrittenBy() *etcdversion.Version {
 	return nil
 }
 
-// oldDataDirs are where the master's previous data dir is: in place, or
-// kept aside by an earlier attempt of this run.
-func (r *restore) oldDataDirs() []string {
+// oldData reads the master's previous data dir where it is: in place, or
+// kept aside by an earlier attempt of this run. It returns nil when
+// neither holds a readable backend.
+func (r *restore) oldData() (*etcddata.Info, string) {
 	dirs := []string{r.abs(r.prof.DataDir)}
 	if kept := r.j.Notes["keptDataDir"]; kept != "" {
 		dirs = append(dirs, kept)
 	}
-	return dirs
+	for _, dir := range dirs {
+		if info, err := etcddata.Read(etcddata.DBPath(dir)); err == nil {
+			return info, dir
+		}
+	}
+	return nil, ""
 }

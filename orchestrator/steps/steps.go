@@ -186,3 +186,31 @@ func describe(s Step) string {
 	}
 	return s.Describe()
 }
+
+// Indent returns a writer that puts each line it is given under a step's
+// progress line, indented by four spaces: what a step prints about its
+// work (a report, a table, the lines of a command it runs).
+func Indent(w io.Writer) io.Writer { return &indenter{w: w, start: true} }
+
+type indenter struct {
+	w     io.Writer
+	start bool // the next byte begins a line
+}
+
+func (i *indenter) Write(p []byte) (int, error) {
+	var b strings.Builder
+	for _, c := range string(p) {
+		if i.start {
+			b.WriteString("    ")
+			i.start = false
+		}
+		b.WriteRune(c)
+		if c == '\n' {
+			i.start = true
+		}
+	}
+	if _, err := io.WriteString(i.w, b.String()); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +98,18 @@ func TestFailureEndsWithMarker(t *testing.T) {
 	if err == nil || !strings.Contains(out.String(), "step 1/1 boom: failed: disk on fire") ||
 		!strings.Contains(out.String(), "JOIN-FAILED: step boom: disk on fire; second line\n") {
 		t.Fatalf("err %v, output:\n%s", err, out.String())
+	}
+}
+
+func TestIndentPutsEveryLineUnderTheStep(t *testing.T) {
+	var b strings.Builder
+	w := Indent(&b)
+	for _, part := range []string{"size  1", "0 bytes\nhash", " ab\n\nend\n"} {
+		if _, err := io.WriteString(w, part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := "    size  10 bytes\n    hash ab\n    \n    end\n"; b.String() != want {
+		t.Errorf("got %q, want %q", b.String(), want)
 	}
 }

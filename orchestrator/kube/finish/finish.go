@@ -118,7 +118,7 @@ func (f *finish) waitAPI() steps.Step {
 		Run: func(ctx context.Context) error {
 			ctx, cancel := f.waiting(ctx)
 			defer cancel()
-			return f.o.API.WaitReady(ctx, apiclient.ReadyOptions{Interval: f.o.Interval, Out: indent(f.o.Out)})
+			return f.o.API.WaitReady(ctx, apiclient.ReadyOptions{Interval: f.o.Interval, Out: steps.Indent(f.o.Out)})
 		},
 	}
 }
@@ -137,7 +137,7 @@ func (f *finish) approveCSRs() steps.Step {
 			// whether every new master has both CSRs approved already.
 			a := &csr.Approver{API: f.o.API, Planned: f.newHosts, DryRun: true, Out: io.Discard}
 			if f.o.DryRun {
-				a.Out = indent(f.o.Out)
+				a.Out = steps.Indent(f.o.Out)
 			}
 			if _, err := a.Once(ctx); err != nil {
 				return steps.ToDo, err
@@ -150,14 +150,14 @@ func (f *finish) approveCSRs() steps.Step {
 		Run: func(ctx context.Context) error {
 			ctx, cancel := f.waiting(ctx)
 			defer cancel()
-			a := &csr.Approver{API: f.o.API, Planned: f.newHosts, Out: indent(f.o.Out)}
+			a := &csr.Approver{API: f.o.API, Planned: f.newHosts, Out: steps.Indent(f.o.Out)}
 			return a.Watch(ctx, f.o.Interval)
 		},
 	}
 }
 
 func (f *finish) waitNodes() steps.Step {
-	w := &nodes.Waiter{API: f.o.API, Role: f.o.Role, Count: len(f.hosts), Names: f.hosts, Interval: f.o.Interval, Out: indent(f.o.Out)}
+	w := &nodes.Waiter{API: f.o.API, Role: f.o.Role, Count: len(f.hosts), Names: f.hosts, Interval: f.o.Interval, Out: steps.Indent(f.o.Out)}
 	return steps.Step{
 		Name:     "wait-nodes",
 		Describe: func() string { return "wait until the master nodes " + strings.Join(f.hosts, ", ") + " are Ready" },
@@ -166,7 +166,7 @@ func (f *finish) waitNodes() steps.Step {
 			if err != nil {
 				return steps.ToDo, err
 			}
-			nodes.WriteTable(indent(f.o.Out), l, time.Now())
+			nodes.WriteTable(steps.Indent(f.o.Out), l, time.Now())
 			for _, h := range f.hosts {
 				ready := false
 				for i := range l {
@@ -208,17 +208,17 @@ func (f *finish) dnsLB() steps.Step {
 				return steps.ToDo, err
 			}
 			f.change = ch
-			ch.WriteTable(indent(f.o.Out))
+			ch.WriteTable(steps.Indent(f.o.Out))
 			return steps.ToDo, nil
 		},
 		Run: func(ctx context.Context) error {
 			if f.o.DNSHook != "" && len(f.change.DNS.Records) > 0 {
-				if err := dnslb.RunHook(ctx, "dns", f.o.DNSHook, f.change.DNS, indent(f.o.Out)); err != nil {
+				if err := dnslb.RunHook(ctx, "dns", f.o.DNSHook, f.change.DNS, steps.Indent(f.o.Out)); err != nil {
 					return err
 				}
 			}
 			if f.o.LBHook != "" {
-				return dnslb.RunHook(ctx, "lb", f.o.LBHook, f.change.LB, indent(f.o.Out))
+				return dnslb.RunHook(ctx, "lb", f.o.LBHook, f.change.LB, steps.Indent(f.o.Out))
 			}
 			return nil
 		},
@@ -256,34 +256,8 @@ func (f *finish) removeSigner() steps.Step {
 		Check: func(context.Context) (steps.State, error) { return steps.ToDo, nil },
 		Run: func(ctx context.Context) error {
 			o := f.o.Signer
-			o.Out = indent(f.o.Out)
+			o.Out = steps.Indent(f.o.Out)
 			return signerpod.Remove(ctx, f.o.API, o)
 		},
 	}
-}
-
-// indent writes each line under its step's progress line.
-func indent(w io.Writer) io.Writer { return &indenter{w: w, start: true} }
-
-type indenter struct {
-	w     io.Writer
-	start bool
-}
-
-func (i *indenter) Write(p []byte) (int, error) {
-	var b strings.Builder
-	for _, c := range string(p) {
-		if i.start {
-			b.WriteString("    ")
-			i.start = false
-		}
-		b.WriteRune(c)
-		if c == '\n' {
-			i.start = true
-		}
-	}
-	if _, err := io.WriteString(i.w, b.String()); err != nil {
-		return 0, err
-	}
-	return len(p), nil
 }
