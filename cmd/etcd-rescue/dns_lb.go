@@ -72,19 +72,13 @@ from --nodes in etcd-N order. --dry-run prints the plan and runs no hook.`,
 			}
 			ctx, cancel := context.WithTimeout(c.Context(), timeout)
 			defer cancel()
-			// Every node, not only labelled masters: a new master may
-			// not carry its role label yet.
-			list, err := cl.ListNodes(ctx, "")
-			if err != nil {
-				return fmt.Errorf("list nodes: %w", err)
+			var r dnslb.Resolver
+			if lookup {
+				r = newResolver(resolver)
 			}
-			in.Nodes = list.Items
-			ch, err := dnslb.Compute(in)
+			ch, err := dnslb.FromCluster(ctx, cl, in, r)
 			if err != nil {
 				return err
-			}
-			if lookup {
-				ch.Lookup(ctx, newResolver(resolver))
 			}
 			out := c.OutOrStdout()
 			if output == "json" {
@@ -104,20 +98,7 @@ from --nodes in etcd-N order. --dry-run prints the plan and runs no hook.`,
 				c.PrintErrln("dns-lb: no --dns-hook or --lb-hook: apply the changes above yourself")
 				return nil
 			}
-			hookOut := c.ErrOrStderr()
-			if dnsHook != "" && len(ch.DNS.Records) > 0 {
-				if err := dnslb.RunHook(ctx, "dns", dnsHook, ch.DNS, hookOut); err != nil {
-					return err
-				}
-				c.PrintErrln("dns-lb: dns hook applied", len(ch.DNS.Records), "records")
-			}
-			if lbHook != "" {
-				if err := dnslb.RunHook(ctx, "lb", lbHook, ch.LB, hookOut); err != nil {
-					return err
-				}
-				c.PrintErrln("dns-lb: lb hook applied", len(ch.LB.Pools), "pools")
-			}
-			return nil
+			return ch.Apply(ctx, dnsHook, lbHook, c.ErrOrStderr())
 		},
 	}
 	f := c.Flags()

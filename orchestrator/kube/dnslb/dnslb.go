@@ -361,3 +361,46 @@ func FromPlan(in Input, p *plan.Plan) (Input, error) {
 	}
 	return in, nil
 }
+
+// NodeLister lists the cluster's nodes (*apiclient.Clients is one).
+type NodeLister interface {
+	ListNodes(ctx context.Context, selector string) (*corev1.NodeList, error)
+}
+
+// FromCluster computes the change for in from the cluster's registered
+// nodes and, when r is not nil, looks the names up to show what changes.
+func FromCluster(ctx context.Context, api NodeLister, in Input, r Resolver) (*Change, error) {
+	// Every node, not only labelled masters: a new master may not carry
+	// its role label yet.
+	list, err := api.ListNodes(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	in.Nodes = list.Items
+	ch, err := Compute(in)
+	if err != nil {
+		return nil, err
+	}
+	if r != nil {
+		ch.Lookup(ctx, r)
+	}
+	return ch, nil
+}
+
+// Apply runs the DNS hook (when there are records) and the load-balancer
+// hook, each given, with their output and what they applied on out.
+func (c *Change) Apply(ctx context.Context, dnsHook, lbHook string, out io.Writer) error {
+	if dnsHook != "" && len(c.DNS.Records) > 0 {
+		if err := RunHook(ctx, "dns", dnsHook, c.DNS, out); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "dns-lb: dns hook applied", len(c.DNS.Records), "records")
+	}
+	if lbHook != "" {
+		if err := RunHook(ctx, "lb", lbHook, c.LB, out); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "dns-lb: lb hook applied", len(c.LB.Pools), "pools")
+	}
+	return nil
+}

@@ -109,7 +109,7 @@ func (f *finish) waitAPI() steps.Step {
 		},
 		Check: func(ctx context.Context) (steps.State, error) {
 			state, ok := f.o.API.Ready(ctx)
-			fmt.Fprintf(f.o.Out, "    API server: %s\n", state)
+			fmt.Fprintf(steps.Indent(f.o.Out), "API server: %s\n", state)
 			if ok {
 				return steps.Done, nil
 			}
@@ -167,18 +167,10 @@ func (f *finish) waitNodes() steps.Step {
 				return steps.ToDo, err
 			}
 			nodes.WriteTable(steps.Indent(f.o.Out), l, time.Now())
-			for _, h := range f.hosts {
-				ready := false
-				for i := range l {
-					if l[i].Name == h && nodes.NodeStatus(&l[i]).Ready {
-						ready = true
-					}
-				}
-				if !ready {
-					return steps.ToDo, nil
-				}
+			if w.Ready(l) {
+				return steps.Done, nil
 			}
-			return steps.Done, nil
+			return steps.ToDo, nil
 		},
 		Run: func(ctx context.Context) error {
 			ctx, cancel := f.waiting(ctx)
@@ -212,15 +204,7 @@ func (f *finish) dnsLB() steps.Step {
 			return steps.ToDo, nil
 		},
 		Run: func(ctx context.Context) error {
-			if f.o.DNSHook != "" && len(f.change.DNS.Records) > 0 {
-				if err := dnslb.RunHook(ctx, "dns", f.o.DNSHook, f.change.DNS, steps.Indent(f.o.Out)); err != nil {
-					return err
-				}
-			}
-			if f.o.LBHook != "" {
-				return dnslb.RunHook(ctx, "lb", f.o.LBHook, f.change.LB, steps.Indent(f.o.Out))
-			}
-			return nil
+			return f.change.Apply(ctx, f.o.DNSHook, f.o.LBHook, steps.Indent(f.o.Out))
 		},
 	}
 }
@@ -230,21 +214,7 @@ func (f *finish) computeChange(ctx context.Context) (*dnslb.Change, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Every node, not only labelled masters: a new master may not carry
-	// its role label yet.
-	list, err := f.o.API.ListNodes(ctx, "")
-	if err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
-	}
-	in.Nodes = list.Items
-	ch, err := dnslb.Compute(in)
-	if err != nil {
-		return nil, err
-	}
-	if f.o.Resolver != nil {
-		ch.Lookup(ctx, f.o.Resolver)
-	}
-	return ch, nil
+	return dnslb.FromCluster(ctx, f.o.API, in, f.o.Resolver)
 }
 
 func (f *finish) removeSigner() steps.Step {

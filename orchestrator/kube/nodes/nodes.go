@@ -146,6 +146,10 @@ func (w *Waiter) done(p progress, nodes []corev1.Node) bool {
 	return true
 }
 
+// Ready reports whether nodes (a List result) satisfy the waiter: Count
+// of them Ready, and every one of Names.
+func (w *Waiter) Ready(nodes []corev1.Node) bool { return w.done(w.check(nodes), nodes) }
+
 // Wait polls until Count nodes of the role (and every one of Names) are
 // Ready, printing a progress line whenever the state changes and every
 // minute otherwise. It returns the role's nodes at the last poll.
