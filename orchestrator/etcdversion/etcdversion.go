@@ -22,7 +22,7 @@ func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Min
 // MinorString is "3.5" for 3.5.17.
 func (v Version) MinorString() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
 
-// Less orders versions by major and minor only.
+// lessMinor orders versions by major and minor only.
 func (v Version) lessMinor(o Version) bool {
 	return v.Major < o.Major || v.Major == o.Major && v.Minor < o.Minor
 }
