@@ -3,10 +3,9 @@ package main
 import (
 	"fmt"
 
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcdversion"
-
 	"github.com/spf13/cobra"
 
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcdversion"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 )
 

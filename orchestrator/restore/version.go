@@ -60,13 +60,11 @@ func (r *restore) serverVersion() (*etcdversion.Version, string) {
 
 // backupWrittenBy is the etcd version the snapshot records (3.5+), or nil.
 func (r *restore) backupWrittenBy() *etcdversion.Version {
-	s := r.report.Snapshot.Status.Version // storage version, etcd 3.6+
-	if s == "" {
-		if info, err := etcddata.Read(r.set.Snapshot); err == nil {
-			s = info.WrittenBy()
-		}
+	info, err := etcddata.Read(r.set.Snapshot)
+	if err != nil {
+		return nil
 	}
-	if v, err := etcdversion.Parse(s); err == nil {
+	if v, err := etcdversion.Parse(info.WrittenBy()); err == nil {
 		return &v
 	}
 	return nil
