@@ -18,8 +18,10 @@ deps:
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/etcd-rescue ./cmd/etcd-rescue
 
+# go vet, gofmt and go mod tidy must leave no diff.
 vet:
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff >/dev/null || { $(GO) mod tidy -diff; echo "go mod tidy needed"; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 # Unit and integration tests (real etcd, real QEMU): installs what is

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
-	"github.com/etcd-rescue/etcd-rescue/internal/fixture"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/fixture"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
 )
 

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/etcd-rescue/etcd-rescue/internal/fixture"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/fixture"
 )
 
 // cpuProfile is the top of a CPU profile of one etcd-rescue restore.

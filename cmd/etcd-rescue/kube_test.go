@@ -13,10 +13,10 @@ import (
 	certv1 "k8s.io/api/certificates/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/dnstest"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/kubetest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/csr"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/dnslb"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/dnslb/dnstest"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/kubetest"
 )
 
 // runCLI runs the etcd-rescue binary and returns its combined output and

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
-	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"

@@ -22,8 +22,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
-	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
-	"github.com/etcd-rescue/etcd-rescue/internal/syncbuf"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/syncbuf"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/members"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 )
 

@@ -11,9 +11,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
-	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
-	"github.com/etcd-rescue/etcd-rescue/internal/fixture"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/fixture"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"

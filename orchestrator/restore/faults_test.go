@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/live"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"

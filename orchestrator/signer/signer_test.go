@@ -20,9 +20,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
-	"github.com/etcd-rescue/etcd-rescue/internal/syncbuf"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/syncbuf"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 )

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/ignition"
-	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 )
 

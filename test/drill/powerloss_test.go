@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/ignition"
-	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/test/qemu"

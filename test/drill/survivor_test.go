@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/ignition"
-	"github.com/etcd-rescue/etcd-rescue/internal/disaster"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/test/qemu"
 )

@@ -17,7 +17,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/ignition"
 	"github.com/etcd-rescue/etcd-rescue/image"
 	"github.com/etcd-rescue/etcd-rescue/initrd"
-	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/test/qemu"
 )
 

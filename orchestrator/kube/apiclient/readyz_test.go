@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/kubetest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/apiclient"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/kubetest"
 )
 
 // TestWaitReady polls a real kube-apiserver: the admin kubeconfig is ready

@@ -13,8 +13,8 @@ import (
 	certv1 "k8s.io/api/certificates/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/kubetest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/csr"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/kubetest"
 )
 
 var (

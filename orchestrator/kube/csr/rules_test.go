@@ -7,8 +7,8 @@ import (
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/kubetest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/csr"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/kubetest"
 )
 
 // TestDecideOffline covers what an API server does not let through or what

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcd-rescue/etcd-rescue/internal/syncbuf"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/kubetest"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/kubetest"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/syncbuf"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/nodes"
 )
 

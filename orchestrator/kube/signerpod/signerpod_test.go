@@ -10,7 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/kubetest"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/kubetest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/signerpod"
 )
 

@@ -12,8 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/dnstest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/dnslb"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/dnslb/dnstest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/dnslb/rfc2136"
 )
 

@@ -20,8 +20,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
-	"github.com/etcd-rescue/etcd-rescue/internal/fixture"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/fixture"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/test/qemu/lab/masteros"

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/etcd-rescue/etcd-rescue/internal/fixture"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/fixture"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/signer"
 )

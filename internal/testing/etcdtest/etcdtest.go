@@ -19,7 +19,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
-	"github.com/etcd-rescue/etcd-rescue/internal/testport"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/testport"
 )
 
 // PKI is a test CA with a client certificate and one certificate per member.

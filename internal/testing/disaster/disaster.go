@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
-	"github.com/etcd-rescue/etcd-rescue/internal/fixture"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/fixture"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"

@@ -36,9 +36,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/etcd-rescue/etcd-rescue/internal/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
-	"github.com/etcd-rescue/etcd-rescue/internal/testport"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/testport"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/kube/apiclient"
 )
 
