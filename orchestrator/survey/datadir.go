@@ -1,0 +1,80 @@
+package survey
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// readDataDir reads a survivor's data dir: its backend (what is applied)
+// and its WAL (what is committed, applied or not). What a restore from it
+// keeps is every committed entry the WAL holds.
+func readDataDir(dir string, logf func(string, ...any)) *Source {
+	s := &Source{Kind: DataDir, Path: dir}
+	logf("data dir %s:", dir)
+	if st, err := os.Stat(filepath.Join(dir, "member")); err != nil || !st.IsDir() {
+		s.Error = fmt.Sprintf("%s holds no etcd member folder (member/): is it a data dir?", dir)
+		logf("  %s", s.Error)
+		return s
+	}
+
+	dbPath := filepath.Join(dir, "member", "snap", "db")
+	logf("  reading backend %s (read-only)", dbPath)
+	b, err := readBackend(dbPath)
+	if err != nil {
+		s.Error = "backend: " + err.Error()
+		logf("  %s", s.Error)
+	} else {
+		s.Backend, s.Revision, s.Members, s.Version = b, b.Revision, b.Members, b.Version()
+		s.Index, s.Term = b.ConsistentIndex, b.Term
+		logf("  backend: revision %d, applied raft index %d, %d members recorded", b.Revision, b.ConsistentIndex, len(b.Members))
+	}
+
+	w, err := readWAL(dir, logf)
+	if err != nil {
+		s.Error = join(s.Error, err.Error())
+		logf("  %s", err)
+		finishRevision(s)
+		return s
+	}
+	s.WAL, s.ClusterID, s.MemberID = w, w.ClusterID, w.MemberID
+	logf("  WAL: cluster %x, member %x, last entry %d (term %d), committed %d", w.ClusterID, w.MemberID, w.LastIndex, w.LastTerm, w.Commit)
+	if w.TornTail != "" {
+		s.Notes = append(s.Notes, "torn WAL tail: "+w.TornTail+"; etcd drops the partial record when it starts, and so does this count")
+	}
+	if b == nil {
+		return s
+	}
+
+	// A forced new cluster keeps the committed entries the log holds
+	// (and never less than what the backend already applied).
+	committed := max(min(w.Commit, w.LastIndex), b.ConsistentIndex)
+	if b.ConsistentIndex < w.SnapshotIndex {
+		s.Notes = append(s.Notes, fmt.Sprintf("the backend (index %d) is behind the raft snapshot (index %d): entries in between are not in the WAL", b.ConsistentIndex, w.SnapshotIndex))
+	}
+	s.Index = committed
+	if t := w.TermAt(committed); t != 0 {
+		s.Term = t
+	}
+	s.InWAL = w.writesBetween(b.ConsistentIndex, committed)
+	if committed > b.ConsistentIndex {
+		logf("  %d committed entries in the WAL are not in the backend yet: %d writes, %d more that may write", committed-b.ConsistentIndex, s.InWAL.Certain, s.InWAL.Possible)
+	}
+	if w.LastIndex > committed {
+		s.Notes = append(s.Notes, fmt.Sprintf("%d WAL entries after index %d were never known committed: a restore drops them", w.LastIndex-committed, committed))
+	}
+	finishRevision(s)
+	return s
+}
+
+func finishRevision(s *Source) {
+	s.RevisionAtLeast = s.Revision + int64(s.InWAL.Certain)
+	s.RevisionAtMost = s.RevisionAtLeast + int64(s.InWAL.Possible)
+}
+
+func join(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
