@@ -78,8 +78,9 @@ func readBackend(path string) (b *Backend, err error) {
 		if keys == nil {
 			return errors.New("no key bucket: not an etcd v3 backend")
 		}
+		b.Revision = 1 // etcd's revisions start at 1, before any write
 		if k, _ := keys.Cursor().Last(); len(k) >= 8 {
-			b.Revision = int64(binary.BigEndian.Uint64(k[:8]))
+			b.Revision = max(b.Revision, int64(binary.BigEndian.Uint64(k[:8])))
 		}
 		if meta := tx.Bucket([]byte("meta")); meta != nil {
 			b.ConsistentIndex = uint64At(meta.Get([]byte("consistent_index")))

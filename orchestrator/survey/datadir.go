@@ -61,7 +61,9 @@ func readDataDir(dir string, logf func(string, ...any)) *Source {
 		logf("  %d committed entries in the WAL are not in the backend yet: %d writes, %d more that may write", committed-b.ConsistentIndex, s.InWAL.Certain, s.InWAL.Possible)
 	}
 	if w.LastIndex > committed {
-		s.Notes = append(s.Notes, fmt.Sprintf("%d WAL entries after index %d were never known committed: a restore drops them", w.LastIndex-committed, committed))
+		s.Uncommitted = w.writesBetween(committed, w.LastIndex)
+		s.Notes = append(s.Notes, fmt.Sprintf("the WAL holds %d entries after index %d not known to be committed (%d writes): a forced new cluster drops them",
+			w.LastIndex-committed, committed, s.Uncommitted.Certain+s.Uncommitted.Possible))
 	}
 	finishRevision(s)
 	return s
@@ -69,7 +71,7 @@ func readDataDir(dir string, logf func(string, ...any)) *Source {
 
 func finishRevision(s *Source) {
 	s.RevisionAtLeast = s.Revision + int64(s.InWAL.Certain)
-	s.RevisionAtMost = s.RevisionAtLeast + int64(s.InWAL.Possible)
+	s.RevisionAtMost = s.RevisionAtLeast + int64(s.InWAL.Possible+s.Uncommitted.Certain+s.Uncommitted.Possible)
 }
 
 func join(a, b string) string {

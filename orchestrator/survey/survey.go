@@ -54,10 +54,14 @@ type Source struct {
 	Index uint64 `json:"index"`
 	Term  uint64 `json:"term,omitempty"`
 	// Revision is the backend's revision; InWAL counts the writes that
-	// are committed in the WAL but not yet in the backend. Together they
-	// bound the revision a restore from the source reaches.
+	// are committed in the WAL but not yet in the backend, Uncommitted the
+	// writes in WAL entries past the last index the member knew committed
+	// (etcd does not sync a commit index alone, so the last acknowledged
+	// writes are often there after a power loss). Together they bound the
+	// revision a restore from the source reaches.
 	Revision        int64  `json:"revision"`
 	InWAL           Writes `json:"inWAL"`
+	Uncommitted     Writes `json:"uncommitted"`
 	RevisionAtLeast int64  `json:"revisionAtLeast"`
 	RevisionAtMost  int64  `json:"revisionAtMost"`
 	// Hash is a backup's integrity check: "sha256 ok", or "no sha256

@@ -59,8 +59,8 @@ func inWAL(s *Source) string {
 		return "-"
 	}
 	out := fmt.Sprintf("+%d", s.InWAL.Certain)
-	if s.InWAL.Possible > 0 {
-		out += fmt.Sprintf(" (+%d maybe)", s.InWAL.Possible)
+	if maybe := s.InWAL.Possible + s.Uncommitted.Certain + s.Uncommitted.Possible; maybe > 0 {
+		out += fmt.Sprintf(" (+%d maybe)", maybe)
 	}
 	return out
 }

@@ -74,7 +74,7 @@ func readWAL(dataDir string, logf func(string, ...any)) (w *WAL, err error) {
 
 	walSnaps, err := wal.ValidSnapshotEntries(walLogger, w.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("read snapshot records of WAL %s: %w", w.Dir, err)
+		return nil, fmt.Errorf("WAL %s is damaged: %w (etcd refuses to start from it)", w.Dir, err)
 	}
 	start := &walpb.Snapshot{}
 	if s := newestRaftSnapshot(filepath.Join(dataDir, "member", "snap"), walSnaps, logf); s != nil {
@@ -82,7 +82,7 @@ func readWAL(dataDir string, logf func(string, ...any)) (w *WAL, err error) {
 		w.SnapshotIndex, w.SnapshotTerm = s.Metadata.GetIndex(), s.Metadata.GetTerm()
 	}
 
-	logf("reading WAL %s: %d segments, %s, from raft snapshot index %d", w.Dir, w.Segments, humanBytes(w.Bytes), w.SnapshotIndex)
+	logf("  reading WAL %s: %d segment(s), %s, from raft snapshot index %d", w.Dir, w.Segments, humanBytes(w.Bytes), w.SnapshotIndex)
 	r, err := wal.OpenForRead(walLogger, w.Dir, start)
 	if err != nil {
 		return nil, fmt.Errorf("open WAL %s: %w", w.Dir, err)
@@ -176,12 +176,12 @@ func newestRaftSnapshot(snapDir string, walSnaps []*walpb.Snapshot, logf func(st
 	for _, name := range names {
 		s, err := snap.Read(walLogger, name)
 		if err != nil {
-			logf("raft snapshot %s is broken (%v): etcd skips it, and so does the survey", name, err)
+			logf("  raft snapshot %s is broken (%v): etcd skips it, and so does the survey", name, err)
 			continue
 		}
 		for _, ws := range walSnaps {
 			if ws.GetIndex() == s.Metadata.GetIndex() && ws.GetTerm() == s.Metadata.GetTerm() {
-				logf("raft snapshot %s: index %d, term %d", name, s.Metadata.GetIndex(), s.Metadata.GetTerm())
+				logf("  raft snapshot %s: index %d, term %d", name, s.Metadata.GetIndex(), s.Metadata.GetTerm())
 				return s
 			}
 		}
