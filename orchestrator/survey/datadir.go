@@ -57,6 +57,10 @@ func readDataDir(dir string, logf func(string, ...any)) *Source {
 		s.Term = t
 	}
 	s.InWAL = w.writesBetween(b.ConsistentIndex, committed)
+	s.Members = w.members(b.Members, b.ConsistentIndex, committed)
+	if v := w.clusterVersion(b.ConsistentIndex, committed); v != "" && b.StorageVersion == "" {
+		s.Version = v
+	}
 	if committed > b.ConsistentIndex {
 		logf("  %d committed entries in the WAL are not in the backend yet: %d writes, %d more that may write", committed-b.ConsistentIndex, s.InWAL.Certain, s.InWAL.Possible)
 	}

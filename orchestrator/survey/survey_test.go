@@ -324,6 +324,14 @@ func testSurvey(t *testing.T, version string) {
 		if s.ClusterID == 0 || s.MemberID == 0 || s.Term == 0 {
 			t.Errorf("cluster %x member %x term %d: not read from the WAL", s.ClusterID, s.MemberID, s.Term)
 		}
+		var names []string
+		for _, m := range s.Members {
+			names = append(names, m.Name)
+		}
+		sort.Strings(names)
+		if strings.Join(names, ",") != "m0,m1,m2" {
+			t.Errorf("members %+v: want m0, m1, m2 (from the WAL: the backend never committed them)", s.Members)
+		}
 	})
 
 	t.Run("stale", func(t *testing.T) {

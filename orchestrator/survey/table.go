@@ -14,7 +14,7 @@ func (r *Report) WriteTable(w io.Writer) {
 	rows := [][]string{{"RANK", "KIND", "SOURCE", "CLUSTER ID", "MEMBER", "VERSION", "RAFT INDEX", "TERM", "REVISION", "IN WAL", "LOST ENTRIES", "LOST REVISIONS", "STATUS"}}
 	for _, s := range r.Sources {
 		rows = append(rows, []string{
-			strconv.Itoa(s.Rank), string(s.Kind), s.Path, hexOrDash(s.ClusterID), hexOrDash(s.MemberID), dash(s.Version),
+			strconv.Itoa(s.Rank), string(s.Kind), s.Path, hexOrDash(s.ClusterID), memberName(s), dash(s.Version),
 			numOrDash(s.Index), numOrDash(s.Term), revision(s), inWAL(s), lostEntries(s), lostRevisions(s), status(s),
 		})
 	}
@@ -92,6 +92,16 @@ func status(s *Source) string {
 		return "recommended"
 	}
 	return "ok"
+}
+
+// memberName is the data dir's own member: its name when recorded, else its ID.
+func memberName(s *Source) string {
+	for _, m := range s.Members {
+		if m.ID == s.MemberID && m.Name != "" {
+			return m.Name
+		}
+	}
+	return hexOrDash(s.MemberID)
 }
 
 func hexOrDash(v uint64) string {

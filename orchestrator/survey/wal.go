@@ -1,6 +1,7 @@
 package survey
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,9 @@ type WAL struct {
 	TornTail string `json:"tornTail,omitempty"`
 
 	entries []*raftpb.Entry
+	// snapshotMembers are the member IDs the raft snapshot's
+	// configuration holds.
+	snapshotMembers []uint64
 }
 
 // walLogger is etcd's logger for its WAL code; the survey prints its own lines.
@@ -80,6 +84,8 @@ func readWAL(dataDir string, logf func(string, ...any)) (w *WAL, err error) {
 	if s := newestRaftSnapshot(filepath.Join(dataDir, "member", "snap"), walSnaps, logf); s != nil {
 		start.Index, start.Term = new(s.Metadata.GetIndex()), new(s.Metadata.GetTerm())
 		w.SnapshotIndex, w.SnapshotTerm = s.Metadata.GetIndex(), s.Metadata.GetTerm()
+		cs := s.Metadata.GetConfState()
+		w.snapshotMembers = append(append(w.snapshotMembers, cs.GetVoters()...), cs.GetLearners()...)
 	}
 
 	logf("  reading WAL %s: %d segment(s), %s, from raft snapshot index %d", w.Dir, w.Segments, humanBytes(w.Bytes), w.SnapshotIndex)
@@ -260,4 +266,75 @@ func txnWrites(t *pb.TxnRequest) bool {
 		}
 	}
 	return false
+}
+
+// members applies the membership changes committed in entries
+// (after, upto] to base: the members a restore from them would know. With
+// no base (a backend that never committed them), it starts from the raft
+// snapshot's configuration, which records member IDs only.
+func (w *WAL) members(base []Member, after, upto uint64) []Member {
+	byID := map[uint64]Member{}
+	for _, m := range base {
+		byID[m.ID] = m
+	}
+	if len(base) == 0 {
+		for _, id := range w.snapshotMembers {
+			byID[id] = Member{ID: id}
+		}
+	}
+	for _, e := range w.entries {
+		if e.GetIndex() <= after || e.GetIndex() > upto {
+			continue
+		}
+		switch e.GetType() {
+		case raftpb.EntryType_EntryConfChange:
+			var cc raftpb.ConfChange
+			if proto.Unmarshal(e.GetData(), &cc) != nil {
+				continue
+			}
+			switch cc.GetType() {
+			case raftpb.ConfChangeType_ConfChangeRemoveNode:
+				delete(byID, cc.GetNodeId())
+			default: // add, add as learner, update: the context is the member
+				var m Member
+				if json.Unmarshal(cc.GetContext(), &m) == nil && m.ID != 0 {
+					if m.Name == "" {
+						m.Name = byID[m.ID].Name
+					}
+					byID[m.ID] = m
+				}
+			}
+		case raftpb.EntryType_EntryNormal:
+			var r pb.InternalRaftRequest
+			if proto.Unmarshal(e.GetData(), &r) != nil || r.ClusterMemberAttrSet == nil {
+				continue
+			}
+			if m, ok := byID[r.ClusterMemberAttrSet.Member_ID]; ok {
+				m.Name = r.ClusterMemberAttrSet.GetMemberAttributes().GetName()
+				byID[m.ID] = m
+			}
+		}
+	}
+	out := make([]Member, 0, len(byID))
+	for _, m := range byID {
+		out = append(out, m)
+	}
+	sortMembers(out)
+	return out
+}
+
+// clusterVersion is the last cluster version set in entries (after,
+// upto] (etcd 3.5+ records it there), or "".
+func (w *WAL) clusterVersion(after, upto uint64) string {
+	v := ""
+	for _, e := range w.entries {
+		if e.GetIndex() <= after || e.GetIndex() > upto || e.GetType() != raftpb.EntryType_EntryNormal {
+			continue
+		}
+		var r pb.InternalRaftRequest
+		if proto.Unmarshal(e.GetData(), &r) == nil && r.ClusterVersionSet != nil {
+			v = r.ClusterVersionSet.GetVer()
+		}
+	}
+	return v
 }
