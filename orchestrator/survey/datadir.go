@@ -12,6 +12,11 @@ import (
 func readDataDir(dir string, logf func(string, ...any)) *Source {
 	s := &Source{Kind: DataDir, Path: dir}
 	logf("data dir %s:", dir)
+	if _, err := os.Stat(dir); err != nil {
+		s.Error = fmt.Sprintf("data dir: %v", err)
+		logf("  %s", s.Error)
+		return s
+	}
 	if st, err := os.Stat(filepath.Join(dir, "member")); err != nil || !st.IsDir() {
 		s.Error = fmt.Sprintf("%s holds no etcd member folder (member/): is it a data dir?", dir)
 		logf("  %s", s.Error)
