@@ -47,12 +47,20 @@ func readDataDir(dir string, logf func(string, ...any)) *Source {
 	if w.TornTail != "" {
 		s.Notes = append(s.Notes, "torn WAL tail: "+w.TornTail+"; etcd drops the partial record when it starts, and so does this count")
 	}
-	if b == nil {
+	if b == nil { // the backend is damaged: show how far the log got
+		s.Index = min(w.Commit, w.LastIndex)
+		s.Term = w.TermAt(s.Index)
 		return s
 	}
+	addWAL(s, b, w, logf)
+	return s
+}
 
-	// A forced new cluster keeps the committed entries the log holds
-	// (and never less than what the backend already applied).
+// addWAL adds to what the backend applied what the WAL committed beyond
+// it. A forced new cluster keeps the committed entries the log holds (and
+// never less than what the backend already applied); entries past the
+// commit index the member saved are dropped.
+func addWAL(s *Source, b *Backend, w *WAL, logf func(string, ...any)) {
 	committed := max(min(w.Commit, w.LastIndex), b.ConsistentIndex)
 	if b.ConsistentIndex < w.SnapshotIndex {
 		s.Notes = append(s.Notes, fmt.Sprintf("the backend (index %d) is behind the raft snapshot (index %d): entries in between are not in the WAL", b.ConsistentIndex, w.SnapshotIndex))
@@ -75,7 +83,6 @@ func readDataDir(dir string, logf func(string, ...any)) *Source {
 			w.LastIndex-committed, committed, s.Uncommitted.Certain+s.Uncommitted.Possible))
 	}
 	finishRevision(s)
-	return s
 }
 
 func finishRevision(s *Source) {
