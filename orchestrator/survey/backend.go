@@ -24,8 +24,9 @@ type Backend struct {
 	// Term is the raft term of ConsistentIndex (etcd 3.5+; 0 before).
 	Term uint64 `json:"term,omitempty"`
 	// Members are the members the backend records (etcd 3.4+ keeps them
-	// there; older backends have none).
-	Members []Member `json:"members,omitempty"`
+	// there; older backends have none). The source's members, which add
+	// the WAL's changes, are the ones printed.
+	Members []Member `json:"-"`
 	// ClusterVersion (etcd 3.5+) and StorageVersion (etcd 3.6+) are the
 	// versions the backend records, "" when it records none.
 	ClusterVersion string `json:"clusterVersion,omitempty"`
@@ -34,7 +35,7 @@ type Backend struct {
 
 // Member is a cluster member as a backend or WAL records it.
 type Member struct {
-	ID        uint64   `json:"id"`
+	ID        ID       `json:"id"`
 	Name      string   `json:"name,omitempty"`
 	PeerURLs  []string `json:"peerURLs,omitempty"`
 	IsLearner bool     `json:"isLearner,omitempty"`

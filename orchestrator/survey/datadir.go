@@ -43,7 +43,7 @@ func readDataDir(dir string, logf func(string, ...any)) *Source {
 		return s
 	}
 	s.WAL, s.ClusterID, s.MemberID = w, w.ClusterID, w.MemberID
-	logf("  WAL: cluster %x, member %x, last entry %d (term %d), committed %d", w.ClusterID, w.MemberID, w.LastIndex, w.LastTerm, w.Commit)
+	logf("  WAL: cluster %s, member %s, last entry %d (term %d), committed %d", w.ClusterID, w.MemberID, w.LastIndex, w.LastTerm, w.Commit)
 	if w.TornTail != "" {
 		s.Notes = append(s.Notes, "torn WAL tail: "+w.TornTail+"; etcd drops the partial record when it starts, and so does this count")
 	}

@@ -73,7 +73,7 @@ func fresher(a, b *Source) bool {
 
 // mainCluster is the cluster ID most usable data dirs hold (the freshest
 // one's when they tie), and the member IDs that cluster's data dirs know.
-func mainCluster(sources []*Source) (uint64, map[uint64]bool) {
+func mainCluster(sources []*Source) (ID, map[ID]bool) {
 	var dirs []*Source
 	for _, s := range sources {
 		if s.Kind == DataDir && s.Usable() && s.ClusterID != 0 {
@@ -81,15 +81,15 @@ func mainCluster(sources []*Source) (uint64, map[uint64]bool) {
 		}
 	}
 	sort.SliceStable(dirs, func(i, j int) bool { return fresher(dirs[i], dirs[j]) })
-	count := map[uint64]int{}
-	var best uint64
+	count := map[ID]int{}
+	var best ID
 	for _, s := range dirs {
 		count[s.ClusterID]++
 		if count[s.ClusterID] > count[best] {
 			best = s.ClusterID
 		}
 	}
-	ids := map[uint64]bool{}
+	ids := map[ID]bool{}
 	for _, s := range dirs {
 		if s.ClusterID == best {
 			ids[s.MemberID] = true
@@ -104,7 +104,7 @@ func mainCluster(sources []*Source) (uint64, map[uint64]bool) {
 // inCluster says whether s belongs to the main cluster. A backup records no
 // cluster ID: it belongs when it shares a member with the main cluster, and
 // is taken to belong when it records no members (etcd 3.3 and older).
-func inCluster(s *Source, cluster uint64, ids map[uint64]bool) bool {
+func inCluster(s *Source, cluster ID, ids map[ID]bool) bool {
 	if cluster == 0 {
 		return true
 	}
@@ -122,9 +122,9 @@ func inCluster(s *Source, cluster uint64, ids map[uint64]bool) bool {
 	return false
 }
 
-func otherClusterNote(s *Source, cluster uint64) string {
+func otherClusterNote(s *Source, cluster ID) string {
 	if s.Kind == DataDir {
-		return fmt.Sprintf("cluster %x, not %x: another cluster's data, its indexes do not compare", s.ClusterID, cluster)
+		return fmt.Sprintf("cluster %s, not %s: another cluster's data, its indexes do not compare", s.ClusterID, cluster)
 	}
-	return fmt.Sprintf("none of its members belongs to cluster %x: another cluster's backup", cluster)
+	return fmt.Sprintf("none of its members belongs to cluster %s: another cluster's backup", cluster)
 }

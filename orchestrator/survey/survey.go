@@ -41,8 +41,8 @@ type Source struct {
 	Notes []string `json:"notes,omitempty"`
 
 	// ClusterID and MemberID come from the WAL (data dirs only).
-	ClusterID uint64   `json:"clusterID,omitempty"`
-	MemberID  uint64   `json:"memberID,omitempty"`
+	ClusterID ID       `json:"clusterID,omitempty"`
+	MemberID  ID       `json:"memberID,omitempty"`
 	Members   []Member `json:"members,omitempty"`
 	// Version is the etcd version the backend records, "" when none.
 	Version string `json:"version,omitempty"`

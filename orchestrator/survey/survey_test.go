@@ -323,7 +323,7 @@ func testSurvey(t *testing.T, version string) {
 			t.Errorf("backend revision %d: the test meant it to lag (batch interval 1h) below %d", s.Backend.Revision, revStale)
 		}
 		if s.ClusterID == 0 || s.MemberID == 0 || s.Term == 0 {
-			t.Errorf("cluster %x member %x term %d: not read from the WAL", s.ClusterID, s.MemberID, s.Term)
+			t.Errorf("cluster %s member %s term %d: not read from the WAL", s.ClusterID, s.MemberID, s.Term)
 		}
 		var names []string
 		for _, m := range s.Members {
@@ -353,7 +353,7 @@ func testSurvey(t *testing.T, version string) {
 			t.Errorf("the WAL was not read from a raft snapshot (snapshot-count 40)")
 		}
 		if s.ClusterID != r.Sources[0].ClusterID {
-			t.Errorf("cluster %x, fresh member's %x", s.ClusterID, r.Sources[0].ClusterID)
+			t.Errorf("cluster %s, fresh member's %s", s.ClusterID, r.Sources[0].ClusterID)
 		}
 	})
 

@@ -104,11 +104,11 @@ func memberName(s *Source) string {
 	return hexOrDash(s.MemberID)
 }
 
-func hexOrDash(v uint64) string {
+func hexOrDash(v ID) string {
 	if v == 0 {
 		return "-"
 	}
-	return strconv.FormatUint(v, 16)
+	return v.String()
 }
 
 func numOrDash(v uint64) string {

@@ -40,8 +40,8 @@ type WAL struct {
 	// or not.
 	LastIndex uint64 `json:"lastIndex"`
 	LastTerm  uint64 `json:"lastTerm"`
-	ClusterID uint64 `json:"clusterID"`
-	MemberID  uint64 `json:"memberID"`
+	ClusterID ID     `json:"clusterID"`
+	MemberID  ID     `json:"memberID"`
 	// TornTail says the newest segment ends in a partly written record
 	// (a crash during a write). etcd cuts it off when it starts; the
 	// entries before it are what is counted here.
@@ -50,7 +50,7 @@ type WAL struct {
 	entries []*raftpb.Entry
 	// snapshotMembers are the member IDs the raft snapshot's
 	// configuration holds.
-	snapshotMembers []uint64
+	snapshotMembers []ID
 }
 
 // walLogger is etcd's logger for its WAL code; the survey prints its own lines.
@@ -85,7 +85,9 @@ func readWAL(dataDir string, logf func(string, ...any)) (w *WAL, err error) {
 		start.Index, start.Term = new(s.Metadata.GetIndex()), new(s.Metadata.GetTerm())
 		w.SnapshotIndex, w.SnapshotTerm = s.Metadata.GetIndex(), s.Metadata.GetTerm()
 		cs := s.Metadata.GetConfState()
-		w.snapshotMembers = append(append(w.snapshotMembers, cs.GetVoters()...), cs.GetLearners()...)
+		for _, id := range append(cs.GetVoters(), cs.GetLearners()...) {
+			w.snapshotMembers = append(w.snapshotMembers, ID(id))
+		}
 	}
 
 	logf("  reading WAL %s: %d segment(s), %s, from raft snapshot index %d", w.Dir, w.Segments, humanBytes(w.Bytes), w.SnapshotIndex)
@@ -111,7 +113,7 @@ func readWAL(dataDir string, logf func(string, ...any)) (w *WAL, err error) {
 	if err := proto.Unmarshal(metadata, &md); err != nil {
 		return nil, fmt.Errorf("WAL %s metadata: %w", w.Dir, err)
 	}
-	w.ClusterID, w.MemberID = md.GetClusterID(), md.GetNodeID()
+	w.ClusterID, w.MemberID = ID(md.GetClusterID()), ID(md.GetNodeID())
 	w.Commit, w.Term = state.GetCommit(), state.GetTerm()
 	w.LastIndex, w.LastTerm = w.SnapshotIndex, w.SnapshotTerm
 	if n := len(w.entries); n > 0 {
@@ -273,7 +275,7 @@ func txnWrites(t *pb.TxnRequest) bool {
 // no base (a backend that never committed them), it starts from the raft
 // snapshot's configuration, which records member IDs only.
 func (w *WAL) members(base []Member, after, upto uint64) []Member {
-	byID := map[uint64]Member{}
+	byID := map[ID]Member{}
 	for _, m := range base {
 		byID[m.ID] = m
 	}
@@ -294,7 +296,7 @@ func (w *WAL) members(base []Member, after, upto uint64) []Member {
 			}
 			switch cc.GetType() {
 			case raftpb.ConfChangeType_ConfChangeRemoveNode:
-				delete(byID, cc.GetNodeId())
+				delete(byID, ID(cc.GetNodeId()))
 			default: // add, add as learner, update: the context is the member
 				var m Member
 				if json.Unmarshal(cc.GetContext(), &m) == nil && m.ID != 0 {
@@ -309,7 +311,7 @@ func (w *WAL) members(base []Member, after, upto uint64) []Member {
 			if proto.Unmarshal(e.GetData(), &r) != nil || r.ClusterMemberAttrSet == nil {
 				continue
 			}
-			if m, ok := byID[r.ClusterMemberAttrSet.Member_ID]; ok {
+			if m, ok := byID[ID(r.ClusterMemberAttrSet.Member_ID)]; ok {
 				m.Name = r.ClusterMemberAttrSet.GetMemberAttributes().GetName()
 				byID[m.ID] = m
 			}
