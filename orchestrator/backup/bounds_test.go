@@ -198,3 +198,22 @@ func TestScratchCopyRemoved(t *testing.T) {
 		t.Errorf("after Close TMPDIR holds %v", left)
 	}
 }
+
+// TestTarballTrailerBounded: data after the archive's end is not read
+// without bound (a small gzip could expand to terabytes there).
+func TestTarballTrailerBounded(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "static_kuberesources_x.tar.gz")
+	f, _ := os.Create(p)
+	gz, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	tw := tar.NewWriter(gz)
+	addFile(t, tw, "static-pod-resources/x", []byte("y"))
+	tw.Close()
+	gz.Write(make([]byte, 8<<20))
+	gz.Close()
+	f.Close()
+	_, err := CheckTarball(context.Background(), p, TarCheck{})
+	if err == nil || !strings.Contains(err.Error(), "follow the end of the tar archive") {
+		t.Fatalf("err = %v", err)
+	}
+}

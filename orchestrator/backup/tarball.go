@@ -127,14 +127,24 @@ func walkTar(ctx context.Context, p string, fn func(*tar.Header, io.Reader) erro
 			return fmt.Errorf("entry %q damaged or truncated: %w", h.Name, err)
 		}
 	}
-	if _, err := io.Copy(io.Discard, gz); err != nil {
+	// What follows the archive's end is read only to check gzip's checksum:
+	// tar's padding, a few KiB. More is not a tarball the tool wrote, and
+	// could expand without end.
+	n, err := io.Copy(io.Discard, io.LimitReader(gz, maxTrailer+1))
+	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("stopped: %w", context.Cause(ctx))
 		}
 		return fmt.Errorf("damaged or truncated: %w", err)
 	}
+	if n > maxTrailer {
+		return fmt.Errorf("more than %d bytes follow the end of the tar archive: refused (not a backup tarball)", maxTrailer)
+	}
 	return gz.Close()
 }
+
+// maxTrailer bounds the bytes after a tar archive's end marker.
+const maxTrailer = 1 << 20
 
 // ctxReader fails its reads once ctx is done.
 type ctxReader struct {
