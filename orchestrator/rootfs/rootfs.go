@@ -80,11 +80,10 @@ func (r *Root) Resolve(rel string) (string, error) {
 
 // ResolveParent is Resolve for every component but the last, which is kept
 // as it is: the host path of the entry itself, not of what it links to (the
-// lstat view). A rel whose last component is "", "." or ".." has no entry of
-// its own and is resolved fully.
+// lstat view). A rel whose last component is "", "." or "..", or that ends
+// in "/" (which follows a link, as on POSIX), is resolved fully.
 func (r *Root) ResolveParent(rel string) (string, error) {
-	clean := strings.TrimRight(rel, "/")
-	dir, base := filepath.Split(clean)
+	dir, base := filepath.Split(rel)
 	if base == "" || base == "." || base == ".." {
 		return r.Resolve(rel)
 	}

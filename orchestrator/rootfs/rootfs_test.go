@@ -170,7 +170,8 @@ func TestResolveParentKeepsTheLink(t *testing.T) {
 	root := w.root.Path
 	for _, c := range []struct{ rel, want string }{
 		{"/var/lib/etcd", filepath.Join(root, "srv/var/lib/etcd")},
-		{"/var/lib/etcd/", filepath.Join(root, "srv/var/lib/etcd")},
+		{"/var/lib/etcd/", filepath.Join(root, "data/etcd")},
+		{"var/lib/etcd", filepath.Join(root, "srv/var/lib/etcd")},
 		{"/var", filepath.Join(root, "var")},
 		{"/var/lib/etcd/..", filepath.Join(root, "data")},
 		{"/", root},
