@@ -15,6 +15,19 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 )
 
+// Limits on what a config may make the rescue image hold in memory. The
+// files etcd-rescue reads are a plan, a role, a token and a CA (kilobytes);
+// the limits only stop a config that would exhaust the image's RAM.
+const (
+	// MaxConfigSize bounds the raw config (it may carry the etcd-rescue
+	// binary itself as a data: URL).
+	MaxConfigSize = 256 << 20
+	// MaxFileSize bounds one file under Dir once decoded and decompressed.
+	MaxFileSize = 64 << 20
+	// MaxFilesSize bounds all files under Dir together.
+	MaxFilesSize = 128 << 20
+)
+
 // File is one file the config carries.
 type File struct {
 	Path string
@@ -36,10 +49,14 @@ type Config struct {
 // extracts the files under Dir, without applying anything else. Only inline
 // sources (data: URLs, optionally gzip-compressed) are read: the rescue image
 // has no network to fetch from. The plan and the role must be present and
-// valid.
+// valid. Files are decompressed as a stream and refused past MaxFileSize
+// each and MaxFilesSize together.
 func Read(raw []byte) (*Config, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, fmt.Errorf("ignition config is empty")
+	}
+	if len(raw) > MaxConfigSize {
+		return nil, fmt.Errorf("ignition config is %d bytes, more than the %d MiB the rescue image reads: carry large files (the binary) by an https:// source", len(raw), MaxConfigSize>>20)
 	}
 	cfg, rpt, err := v3_5.ParseCompatibleVersion(raw)
 	if err != nil {
@@ -50,6 +67,7 @@ func Read(raw []byte) (*Config, error) {
 		return nil, fmt.Errorf("ignition config does not parse: %s", msg)
 	}
 	out := &Config{Files: map[string]File{}}
+	var total int64
 	for _, f := range cfg.Storage.Files {
 		if !strings.HasPrefix(f.Path, Dir+"/") {
 			continue
@@ -57,6 +75,9 @@ func Read(raw []byte) (*Config, error) {
 		data, err := inline(f.Contents.Source, f.Contents.Compression)
 		if err != nil {
 			return nil, fmt.Errorf("ignition file %s: %w", f.Path, err)
+		}
+		if total += int64(len(data)); total > MaxFilesSize {
+			return nil, fmt.Errorf("ignition files under %s take more than %d MiB together (at %s): refused; they hold a plan, a role, a token and a CA, a few KiB", Dir, MaxFilesSize>>20, f.Path)
 		}
 		mode := 0o644
 		if f.Mode != nil {
@@ -116,17 +137,31 @@ func inline(source, compression *string) ([]byte, error) {
 		return nil, fmt.Errorf("data URL: %w", err)
 	}
 	data := du.Data
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("content is %d bytes, more than the %d MiB limit per file: refused", len(data), MaxFileSize>>20)
+	}
 	if compression != nil && *compression != "" {
 		if *compression != "gzip" {
 			return nil, fmt.Errorf("compression %q is not supported (use gzip or none)", *compression)
 		}
-		zr, err := gzip.NewReader(bytes.NewReader(data))
-		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
-		}
-		if data, err = io.ReadAll(zr); err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
-		}
+		return gunzip(data, MaxFileSize)
 	}
 	return data, nil
+}
+
+// gunzip decompresses as a stream and stops one byte past limit, so a small
+// gzip that expands to gigabytes costs no more than limit.
+func gunzip(data []byte, limit int64) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("gzip: %w", err)
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("gzip: %w", err)
+	}
+	if int64(len(out)) > limit {
+		return nil, fmt.Errorf("gzip content expands beyond the %d MiB limit per file: refused", limit>>20)
+	}
+	return out, nil
 }

@@ -99,10 +99,11 @@ func newVerifyBackupCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rep, err := backup.Verify(set, backup.Options{SkipHashCheck: skipHash})
+			rep, err := backup.VerifyContext(c.Context(), set, backup.Options{SkipHashCheck: skipHash})
 			if err != nil {
 				return err
 			}
+			defer rep.Close() // the scratch copy of a single-file backup's snapshot
 			rep.Print(c.OutOrStdout())
 			fmt.Fprintln(c.OutOrStdout(), "backup OK")
 			return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
@@ -95,6 +96,8 @@ func snapshotStatus(path string, size int64) (snapshot.Status, error) {
 	done := make(chan result, 1)
 	go func() {
 		var r result
+		// A truncated file faults on bbolt's memory map: a panic too.
+		debug.SetPanicOnFault(true)
 		defer func() {
 			if p := recover(); p != nil {
 				r.err = fmt.Errorf("bbolt: %v", p)

@@ -3,6 +3,7 @@ package backup
 import (
 	"archive/tar"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,10 @@ import (
 // DefaultExtractBudget bounds what a static resources tarball may expand
 // to. Real ones hold a few megabytes of certificates and configs.
 const DefaultExtractBudget = 2 << 30
+
+// DefaultMaxEntries bounds a tarball's entries. A master's static pod
+// resources hold a few hundred files, a few thousand with every revision.
+const DefaultMaxEntries = 20000
 
 // TarInfo summarizes a checked tarball.
 type TarInfo struct {
@@ -31,6 +36,8 @@ type TarInfo struct {
 type TarCheck struct {
 	// Budget is the most the entries may expand to; 0 means DefaultExtractBudget.
 	Budget int64
+	// MaxEntries is the most entries it may hold; 0 means DefaultMaxEntries.
+	MaxEntries int
 	// Single expects exactly one snapshot (*.db) entry at the top.
 	Single bool
 }
@@ -38,19 +45,27 @@ type TarCheck struct {
 // CheckTarball reads a .tar.gz to its end and refuses anything that could
 // write outside the folder it is extracted into or that a master's static
 // resources never contain: absolute paths, "..", links that leave the
-// folder, device nodes and fifos, and entries past the size budget.
-func CheckTarball(p string, c TarCheck) (*TarInfo, error) {
+// folder, device nodes and fifos, entries past the size budget, and more
+// entries than MaxEntries. It stops promptly when ctx is canceled.
+func CheckTarball(ctx context.Context, p string, c TarCheck) (*TarInfo, error) {
 	info := &TarInfo{Path: p}
-	err := walkTar(p, func(h *tar.Header, _ io.Reader) error {
+	budget := c.Budget
+	if budget == 0 {
+		budget = DefaultExtractBudget
+	}
+	maxEntries := c.MaxEntries
+	if maxEntries == 0 {
+		maxEntries = DefaultMaxEntries
+	}
+	err := walkTar(ctx, p, func(h *tar.Header, _ io.Reader) error {
 		if err := checkEntry(h); err != nil {
 			return err
 		}
 		info.Entries++
-		info.Bytes += h.Size
-		budget := c.Budget
-		if budget == 0 {
-			budget = DefaultExtractBudget
+		if info.Entries > maxEntries {
+			return fmt.Errorf("more than %d entries (at %q): refused (a real static resources tarball has a few thousand at most); is this the right file?", maxEntries, h.Name)
 		}
+		info.Bytes += h.Size
 		if info.Bytes > budget {
 			return fmt.Errorf("entry %q takes the tarball past %d bytes when extracted: refused (a real static resources tarball is a few MB)", h.Name, budget)
 		}
@@ -78,14 +93,15 @@ func CheckTarball(p string, c TarCheck) (*TarInfo, error) {
 }
 
 // walkTar calls fn for each entry of a .tar.gz, reading every byte so that
-// gzip's checksum and a truncated stream are caught.
-func walkTar(p string, fn func(*tar.Header, io.Reader) error) error {
+// gzip's checksum and a truncated stream are caught. Every read checks ctx,
+// so a canceled walk stops within one buffer.
+func walkTar(ctx context.Context, p string, fn func(*tar.Header, io.Reader) error) error {
 	f, err := os.Open(p)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	gz, err := gzip.NewReader(f)
+	gz, err := gzip.NewReader(ctxReader{ctx, f})
 	if err != nil {
 		return fmt.Errorf("not a gzip file: %w", err)
 	}
@@ -95,6 +111,9 @@ func walkTar(p string, fn func(*tar.Header, io.Reader) error) error {
 		if errors.Is(err, io.EOF) {
 			break
 		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped: %w", context.Cause(ctx))
+		}
 		if err != nil {
 			return fmt.Errorf("damaged or truncated: %w", err)
 		}
@@ -102,13 +121,42 @@ func walkTar(p string, fn func(*tar.Header, io.Reader) error) error {
 			return err
 		}
 		if _, err := io.Copy(io.Discard, tr); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("stopped: %w", context.Cause(ctx))
+			}
 			return fmt.Errorf("entry %q damaged or truncated: %w", h.Name, err)
 		}
 	}
-	if _, err := io.Copy(io.Discard, gz); err != nil {
+	// What follows the archive's end is read only to check gzip's checksum:
+	// tar's padding, a few KiB. More is not a tarball the tool wrote, and
+	// could expand without end.
+	n, err := io.Copy(io.Discard, io.LimitReader(gz, maxTrailer+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped: %w", context.Cause(ctx))
+		}
 		return fmt.Errorf("damaged or truncated: %w", err)
 	}
+	if n > maxTrailer {
+		return fmt.Errorf("more than %d bytes follow the end of the tar archive: refused (not a backup tarball)", maxTrailer)
+	}
 	return gz.Close()
+}
+
+// maxTrailer bounds the bytes after a tar archive's end marker.
+const maxTrailer = 1 << 20
+
+// ctxReader fails its reads once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(b)
 }
 
 func checkEntry(h *tar.Header) error {

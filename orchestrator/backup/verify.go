@@ -2,8 +2,11 @@ package backup
 
 import (
 	"archive/tar"
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -21,6 +24,8 @@ type Options struct {
 	WorkDir string
 	// Budget bounds the tarball's extracted size; 0 means DefaultExtractBudget.
 	Budget int64
+	// MaxEntries bounds the tarball's entries; 0 means DefaultMaxEntries.
+	MaxEntries int
 }
 
 // Report is what Verify found.
@@ -29,22 +34,58 @@ type Report struct {
 	Snapshot  *SnapshotInfo
 	Resources *TarInfo
 	Warnings  []string
+	// scratch removes the snapshot extracted from a single-file backup.
+	scratch func() error
 }
 
-// Verify checks every file of a backup. An error means the backup must not
-// be used; the message says which file is wrong and how.
+// Close removes the scratch copy of a single-file backup's snapshot (and
+// the temporary folder Verify made for it); Set.Snapshot names that copy
+// until then. It does nothing for other backups, and is safe to call more
+// than once.
+func (r *Report) Close() error {
+	if r == nil || r.scratch == nil {
+		return nil
+	}
+	f := r.scratch
+	r.scratch = nil
+	return f()
+}
+
+// Verify is VerifyContext without cancellation.
 func Verify(set *Set, o Options) (*Report, error) {
+	return VerifyContext(context.Background(), set, o)
+}
+
+// VerifyContext checks every file of a backup. An error means the backup
+// must not be used; the message says which file is wrong and how. The
+// tarball is listed and bounded (entries, size) before anything is
+// extracted, and ctx stops the walk promptly. A single-file backup's
+// snapshot is extracted to a scratch copy: on an error it is removed
+// before VerifyContext returns, on success the caller removes it with
+// Report.Close once it is done with Set.Snapshot.
+func VerifyContext(ctx context.Context, set *Set, o Options) (rep *Report, err error) {
 	r := &Report{Set: set}
+	defer func() {
+		if err != nil {
+			if cerr := r.Close(); cerr != nil {
+				err = fmt.Errorf("%w (and removing the scratch copy failed: %v)", err, cerr)
+			}
+		}
+	}()
 	if set.Resources != "" {
-		ti, err := CheckTarball(set.Resources, TarCheck{Budget: o.Budget, Single: set.Form == SingleFile})
+		ti, err := CheckTarball(ctx, set.Resources, TarCheck{Budget: o.Budget, MaxEntries: o.MaxEntries, Single: set.Form == SingleFile})
 		if err != nil {
 			return nil, err
 		}
 		r.Resources = ti
 		if set.Form == SingleFile && set.Snapshot == "" {
-			p, err := extractSnapshot(set.Resources, ti.Snapshot, o.WorkDir)
+			p, remove, err := extractSnapshot(ctx, set.Resources, ti.Snapshot, o.WorkDir)
 			if err != nil {
 				return nil, err
+			}
+			r.scratch = func() error {
+				set.Snapshot = ""
+				return remove()
 			}
 			set.Snapshot = p
 		}
@@ -62,25 +103,34 @@ func Verify(set *Set, o Options) (*Report, error) {
 }
 
 // extractSnapshot copies the snapshot entry of a single-file backup to a
-// file in workDir, so etcd's restore and bbolt can open it.
-func extractSnapshot(tarPath, entry, workDir string) (string, error) {
+// file in workDir, so etcd's restore and bbolt can open it. remove deletes
+// the copy, and the folder when extractSnapshot made a temporary one; on an
+// error nothing is left behind.
+func extractSnapshot(ctx context.Context, tarPath, entry, workDir string) (out string, remove func() error, err error) {
+	removeDir := func() error { return nil }
 	if workDir == "" {
 		d, err := os.MkdirTemp("", "etcd-rescue-snapshot-")
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		workDir = d
+		removeDir = func() error { return os.RemoveAll(d) }
 	}
+	defer func() {
+		if err != nil {
+			_ = removeDir()
+		}
+	}()
 	if err := os.MkdirAll(workDir, 0o700); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	out := filepath.Join(workDir, filepath.Base(entry))
+	out = filepath.Join(workDir, filepath.Base(entry))
 	f, err := atomicfile.Create(out, 0o600)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	found := false
-	err = walkTar(tarPath, func(h *tar.Header, r io.Reader) error {
+	err = walkTar(ctx, tarPath, func(h *tar.Header, r io.Reader) error {
 		if found || h.Typeflag != tar.TypeReg || clean(h.Name) != entry {
 			return nil
 		}
@@ -93,9 +143,17 @@ func extractSnapshot(tarPath, entry, workDir string) (string, error) {
 	}
 	if err != nil {
 		f.Abort()
-		return "", fmt.Errorf("extract %s from %s: %w", entry, tarPath, err)
+		return "", nil, fmt.Errorf("extract %s from %s: %w", entry, tarPath, err)
 	}
-	return out, f.Commit()
+	if err := f.Commit(); err != nil {
+		return "", nil, fmt.Errorf("extract %s from %s: %w", entry, tarPath, err)
+	}
+	return out, func() error {
+		if err := os.Remove(out); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return removeDir()
+	}, nil
 }
 
 // Print writes the report as a table.

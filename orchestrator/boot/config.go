@@ -3,6 +3,7 @@ package boot
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -62,7 +63,7 @@ func (m *Machine) findConfig(ctx context.Context) (*ignition.Config, string, err
 }
 
 func (m *Machine) readConfig(path, src string) (*ignition.Config, string, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := readLimited(path, ignition.MaxConfigSize)
 	if err != nil {
 		return nil, src, fmt.Errorf("read ignition config from %s: %w", src, err)
 	}
@@ -109,4 +110,22 @@ func fileURL(s string) (string, error) {
 		return "", fmt.Errorf("%s=%s: the rescue image reads only file:///PATH (it has no network); pass the config by fw_cfg or a config partition otherwise", FlagConfigURL, s)
 	}
 	return u.Path, nil
+}
+
+// readLimited reads at most limit bytes of path: a config on a disk or in
+// fw_cfg may be any size, and the rescue image's RAM is small.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d MiB, the most the rescue image reads: refused", path, limit>>20)
+	}
+	return b, nil
 }

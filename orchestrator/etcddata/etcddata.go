@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"syscall"
 	"time"
@@ -52,46 +53,81 @@ func (i *Info) WrittenBy() string {
 	return i.ClusterVersion
 }
 
+// Read's errors besides fs.ErrNotExist (no file at all). Both mean the
+// caller cannot learn the old revision or members from this file: a restore
+// takes the default revision bump and says why, it does not stop.
+var (
+	// ErrNotEtcd is a readable bbolt file that is not an etcd backend.
+	ErrNotEtcd = errors.New("not an etcd data dir")
+	// ErrDamaged is a file bbolt cannot read: truncated, overwritten, empty.
+	ErrDamaged = errors.New("damaged etcd backend")
+)
+
 // Read opens a backend file read-only and reads its revision, members and
-// the versions it records.
-func Read(dbPath string) (*Info, error) {
-	if _, err := os.Stat(dbPath); err != nil {
+// the versions it records. A damaged file is an error wrapping ErrDamaged
+// and naming the file, never a crash: bbolt panics, and faults on its
+// memory map of a truncated file, are recovered here.
+func Read(dbPath string) (info *Info, err error) {
+	fi, err := os.Stat(dbPath)
+	if err != nil {
 		return nil, err
 	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrNotEtcd, dbPath)
+	}
+	if fi.Size() == 0 {
+		return nil, fmt.Errorf("%w: %s is empty", ErrDamaged, dbPath)
+	}
+	// bbolt reads through a memory map; a page past the end of a truncated
+	// file is a fault, which only becomes a recoverable panic with this set.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			info, err = nil, fmt.Errorf("%w: reading %s failed (%v): the file is damaged", ErrDamaged, dbPath, p)
+		}
+	}()
 	db, err := bolt.Open(dbPath, 0o400, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
-	if err != nil {
+	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: %w (is etcd still running on it?)", dbPath, err)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: open %s: %v", ErrDamaged, dbPath, err)
+	}
 	defer db.Close()
-	info := &Info{}
-	err = db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket([]byte("key")); b != nil {
-			if k, _ := b.Cursor().Last(); len(k) >= 8 {
-				info.Revision = int64(binary.BigEndian.Uint64(k[:8]))
-			}
-		} else {
-			return errors.New("no key bucket: not an etcd v3 backend")
-		}
-		if b := tx.Bucket([]byte("cluster")); b != nil {
-			info.ClusterVersion = string(b.Get([]byte("clusterVersion")))
-		}
-		if b := tx.Bucket([]byte("meta")); b != nil {
-			info.StorageVersion = string(b.Get([]byte("storageVersion")))
-		}
-		if b := tx.Bucket([]byte("members")); b != nil {
-			return b.ForEach(func(_, v []byte) error {
-				var m Member
-				if err := json.Unmarshal(v, &m); err != nil {
-					return fmt.Errorf("member record: %w", err)
-				}
-				info.Members = append(info.Members, m)
-				return nil
-			})
-		}
-		return nil
-	})
+	info = &Info{}
+	err = db.View(func(tx *bolt.Tx) error { return readTx(tx, dbPath, info) })
+	if err != nil {
+		return nil, err
+	}
 	sort.Slice(info.Members, func(i, j int) bool { return info.Members[i].Name < info.Members[j].Name })
-	return info, err
+	return info, nil
+}
+
+func readTx(tx *bolt.Tx, dbPath string, info *Info) error {
+	b := tx.Bucket([]byte("key"))
+	if b == nil {
+		return fmt.Errorf("%w: no key bucket in %s", ErrNotEtcd, dbPath)
+	}
+	if k, _ := b.Cursor().Last(); len(k) >= 8 {
+		info.Revision = int64(binary.BigEndian.Uint64(k[:8]))
+	}
+	if b := tx.Bucket([]byte("cluster")); b != nil {
+		info.ClusterVersion = string(b.Get([]byte("clusterVersion")))
+	}
+	if b := tx.Bucket([]byte("meta")); b != nil {
+		info.StorageVersion = string(b.Get([]byte("storageVersion")))
+	}
+	if b := tx.Bucket([]byte("members")); b != nil {
+		return b.ForEach(func(k, v []byte) error {
+			var m Member
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("%w: member record %x in %s: %v", ErrDamaged, k, dbPath, err)
+			}
+			info.Members = append(info.Members, m)
+			return nil
+		})
+	}
+	return nil
 }
 
 // InUse reports whether a process (a running etcd) holds the backend

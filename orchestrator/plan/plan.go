@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -193,24 +192,19 @@ func (p *Plan) Validate() error {
 		add("members is empty: list every member of the recovered cluster, survivor included")
 	}
 	names := map[string]bool{}
-	peers := map[string]string{}
 	for i, m := range p.Members {
 		where := fmt.Sprintf("members[%d]", i)
-		if m.Name == "" {
-			add("%s.name is empty", where)
+		if err := CheckMemberName(m.Name); err != nil {
+			add("%s: %v", where, err)
 		} else if names[m.Name] {
 			add("%s.name %q is listed twice", where, m.Name)
 		}
 		names[m.Name] = true
-		if err := checkURL(m.PeerURL); err != nil {
+		if err := CheckPeerURL(m.PeerURL); err != nil {
 			add("%s (%s) peerURL: %v", where, m.Name, err)
-		} else if other, dup := peers[m.PeerURL]; dup {
-			add("%s (%s) peerURL %s is also the peer URL of %s", where, m.Name, m.PeerURL, other)
-		} else {
-			peers[m.PeerURL] = m.Name
 		}
 		if m.ClientURL != "" {
-			if err := checkURL(m.ClientURL); err != nil {
+			if err := CheckClientURL(m.ClientURL); err != nil {
 				add("%s (%s) clientURL: %v", where, m.Name, err)
 			}
 		}
@@ -221,34 +215,53 @@ func (p *Plan) Validate() error {
 			add("%s (%s) prefix %d is not a prefix length for %s", where, m.Name, m.Prefix, m.IP)
 		}
 	}
+	errs = append(errs, p.checkShared()...)
 	if p.Survivor == "" {
 		add("survivor is empty: name the member restored from the backup")
 	} else if !names[p.Survivor] {
 		add("survivor %q is not one of the members", p.Survivor)
 	}
 	if p.Signer.Address != "" {
-		if u, err := url.Parse(p.Signer.Address); err != nil || u.Scheme != "https" || u.Host == "" {
-			add("signer.address %q must be an https URL (https://IP:9943)", p.Signer.Address)
+		if err := checkURL(p.Signer.Address, "https://IP:9943", false); err != nil {
+			add("signer.address: %v", err)
 		}
+	}
+	if p.Signer.TTL.Duration < 0 {
+		add("signer.ttl %s is negative: give how long the signer may run, like 2h", p.Signer.TTL.Duration)
 	}
 	return errors.Join(errs...)
 }
 
-func checkURL(s string) error {
-	if s == "" {
-		return errors.New("is empty")
+// checkShared refuses what two members may not share: an IP, a DNS name or
+// a host (the signer would put one machine's names into another's
+// certificates), or a peer URL's host:port. Loopback IPs are the exception:
+// members of a one-machine cluster (a lab or a test) all have one, and are
+// told apart by their ports.
+func (p *Plan) checkShared() []error {
+	var errs []error
+	seen := map[string]string{}
+	same := func(kind, value, name string) {
+		if value == "" {
+			return
+		}
+		key := kind + "\x00" + value
+		if other, dup := seen[key]; dup && other != name {
+			errs = append(errs, fmt.Errorf("members %s and %s share the %s %s: each member is its own machine; give each its own %s", other, name, kind, value, kind))
+			return
+		}
+		seen[key] = name
 	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("%q does not parse: %v", s, err)
+	for _, m := range p.Members {
+		if ip := net.ParseIP(m.IP); ip != nil && !ip.IsLoopback() {
+			same("ip", ip.String(), m.Name)
+		}
+		same("dnsName", strings.ToLower(strings.TrimSuffix(m.DNSName, ".")), m.Name)
+		same("host", strings.ToLower(m.Host), m.Name)
+		if m.PeerURL != "" {
+			same("peer URL host:port", hostPort(m.PeerURL), m.Name)
+		}
 	}
-	if u.Scheme != "https" && u.Scheme != "http" {
-		return fmt.Errorf("%q must start with https:// or http://", s)
-	}
-	if u.Port() == "" {
-		return fmt.Errorf("%q has no port", s)
-	}
-	return nil
+	return errs
 }
 
 // Member returns the member with the given name.
@@ -277,8 +290,8 @@ func InitialCluster(members ...Member) string {
 }
 
 // ParseInitialCluster parses and checks an --initial-cluster value
-// ("name=url[,name=url]"): every entry has a name and a URL with a scheme and
-// port, and no name or URL appears twice.
+// ("name=url[,name=url]"): every entry has a name CheckMemberName accepts and
+// a URL CheckPeerURL accepts, and no name or host:port appears twice.
 func ParseInitialCluster(s string) ([]Member, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, errors.New("initial cluster is empty: give name=https://HOST:2380")
@@ -296,16 +309,19 @@ func ParseInitialCluster(s string) ([]Member, error) {
 		if name == "" {
 			return nil, fmt.Errorf("initial cluster entry %q has no member name", part)
 		}
-		if err := checkURL(u); err != nil {
+		if err := CheckMemberName(name); err != nil {
+			return nil, fmt.Errorf("initial cluster entry %q: %v", part, err)
+		}
+		if err := CheckPeerURL(u); err != nil {
 			return nil, fmt.Errorf("initial cluster entry %q: url %v", part, err)
 		}
 		if seenName[name] {
 			return nil, fmt.Errorf("initial cluster names member %q twice", name)
 		}
-		if seenURL[u] {
-			return nil, fmt.Errorf("initial cluster lists peer URL %s twice", u)
+		if seenURL[hostPort(u)] {
+			return nil, fmt.Errorf("initial cluster lists peer URL %s twice (two members cannot share a host:port)", u)
 		}
-		seenName[name], seenURL[u] = true, true
+		seenName[name], seenURL[hostPort(u)] = true, true
 		out = append(out, Member{Name: name, PeerURL: u})
 	}
 	return out, nil

@@ -116,6 +116,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Shapes == nil {
 		cfg.Shapes = map[string]Shape{}
 	}
+	if err := cfg.Tokens.checkIssuable(len(cfg.Plan.Members)-1, cfg.Now()); err != nil {
+		return nil, err
+	}
 	hosts := cfg.ServingHosts
 	if len(hosts) == 0 {
 		if h := urlHost(cfg.Plan.Signer.Address); h != "" {
@@ -331,15 +334,6 @@ func (s *Server) handleCertificates(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusBadRequest, "", fmt.Errorf("request body is not a certificate request: %v", err))
 		return
 	}
-	m, ok := s.cfg.Plan.Member(req.Name)
-	if !ok {
-		s.refuse(w, r, http.StatusForbidden, req.Name, fmt.Errorf("member %q is not in the recovery plan (members: %s)", req.Name, strings.Join(s.cfg.Plan.Names(), ", ")))
-		return
-	}
-	if req.Name == s.cfg.Plan.Survivor {
-		s.refuse(w, r, http.StatusForbidden, req.Name, fmt.Errorf("member %q is the survivor; it keeps its certificates", req.Name))
-		return
-	}
 	if len(req.CSRs) == 0 {
 		s.refuse(w, r, http.StatusBadRequest, req.Name, errors.New("no CSRs in the request"))
 		return
@@ -364,11 +358,22 @@ func (s *Server) handleCertificates(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusTooManyRequests, req.Name, fmt.Errorf("%d refused tokens from %s: this address is locked out until the signer restarts", s.failures[client], client))
 		return
 	}
+	// The token comes first: a caller without one learns nothing, not even
+	// which members the plan has.
 	kh := keysHash(csrs)
 	reissue, err := s.cfg.Tokens.check(req.Name, req.Token, kh, s.cfg.Now())
 	if err != nil {
 		s.failures[client]++
 		s.refuse(w, r, http.StatusForbidden, req.Name, err)
+		return
+	}
+	m, ok := s.cfg.Plan.Member(req.Name)
+	if !ok {
+		s.refuse(w, r, http.StatusForbidden, req.Name, fmt.Errorf("member %q is not in the recovery plan", req.Name))
+		return
+	}
+	if req.Name == s.cfg.Plan.Survivor {
+		s.refuse(w, r, http.StatusForbidden, req.Name, fmt.Errorf("member %q is the survivor; it keeps its certificates", req.Name))
 		return
 	}
 	for kind, csr := range csrs {

@@ -210,14 +210,21 @@ func TestRefusals(t *testing.T) {
 	_, err = cl.Certificates(ctx, req)
 	wantRefused(t, err, 403, "wrong bootstrap token")
 
+	// A name outside the plan, or the survivor's (it has no token), gets
+	// the answer of a wrong token, and no member names.
 	req, _ = f.request(t, 1)
 	req.Name = "etcd-member-intruder"
 	_, err = cl.Certificates(ctx, req)
-	wantRefused(t, err, 403, "not in the recovery plan")
+	wantRefused(t, err, 403, "wrong bootstrap token")
+	for _, m := range f.p.Members {
+		if strings.Contains(err.Error(), m.Name) {
+			t.Errorf("refusal for a name outside the plan names member %s: %v", m.Name, err)
+		}
+	}
 
 	req, _ = f.request(t, 0)
 	_, err = cl.Certificates(ctx, req)
-	wantRefused(t, err, 403, "is the survivor")
+	wantRefused(t, err, 403, "wrong bootstrap token")
 
 	req, _ = f.request(t, 1)
 	req.CSRs["server"] = csrPEM(t, ecKey(t), CommonName("server", m1), []string{"etcd-1.test.example.com", "api.evil.example.com"}, nil)
@@ -373,7 +380,10 @@ func TestStopsAtFullMembership(t *testing.T) {
 	for _, m := range c.Members {
 		p.Members = append(p.Members, plan.Member{Name: m.Spec.Name, PeerURL: m.Spec.PeerURL, ClientURL: m.Spec.ClientURL})
 	}
-	tokens := &TokenStore{Tokens: map[string]*TokenRecord{}}
+	_, tokens, err := NewTokens([]string{"m1", "m2"}, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err := New(Config{Plan: p, CA: c.PKI.CA, Tokens: tokens, Etcd: c.Client(t), Interval: 100 * time.Millisecond, TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -466,5 +476,76 @@ func TestTokenFiles(t *testing.T) {
 	}
 	if _, err := ts.check(p.Members[1].Name, plain[p.Members[1].Name], "k", time.Now()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStaleStoreNameOutsidePlan: a store with a valid token for a name the
+// plan no longer has refuses it after the token check, without listing the
+// plan's members.
+func TestStaleStoreNameOutsidePlan(t *testing.T) {
+	var stale string
+	f := startSigner(t, func(c *Config) {
+		plain, store, err := NewTokens([]string{c.Plan.Members[1].Name, "etcd-member-removed"}, time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Tokens, stale = store, plain["etcd-member-removed"]
+	})
+	req, _ := f.request(t, 1)
+	req.Name, req.Token = "etcd-member-removed", stale
+	_, err := f.client(t).Certificates(context.Background(), req)
+	wantRefused(t, err, 403, `member "etcd-member-removed" is not in the recovery plan`)
+	for _, m := range f.p.Members {
+		if strings.Contains(err.Error(), m.Name) {
+			t.Errorf("refusal names member %s: %v", m.Name, err)
+		}
+	}
+}
+
+func TestRefusesToStartWithNothingToIssue(t *testing.T) {
+	p := testPlan(t)
+	ca, err := pki.NewCA("etcd-signer", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	_, expired, err := NewTokens([]string{p.Members[1].Name, p.Members[2].Name}, now.Add(-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(t.TempDir(), "tokens.json")
+	if err := expired.Save(store); err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{Plan: p, CA: ca, Tokens: expired, Now: func() time.Time { return now }})
+	if err == nil {
+		t.Fatal("signer started with every token expired")
+	}
+	for _, want := range []string{"every unused bootstrap token in token store " + store + " expired", "etcd-rescue signer tokens --plan", "--token-store"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	empty := &TokenStore{Tokens: map[string]*TokenRecord{}}
+	if _, err := New(Config{Plan: p, CA: ca, Tokens: empty}); err == nil || !strings.Contains(err.Error(), "holds no bootstrap tokens") {
+		t.Errorf("empty store: err = %v", err)
+	}
+	// Every token used: the masters have their certificates, the signer
+	// still adds and promotes them.
+	used := time.Now()
+	for _, r := range expired.Tokens {
+		r.Used = &used
+	}
+	if _, err := New(Config{Plan: p, CA: ca, Tokens: expired, Now: func() time.Time { return now }}); err != nil {
+		t.Errorf("every token used: %v", err)
+	}
+	for _, r := range expired.Tokens {
+		r.Used = nil
+	}
+	// One token still valid is enough: the signer starts.
+	_, mixed, _ := NewTokens([]string{p.Members[1].Name}, now.Add(time.Minute))
+	mixed.Tokens[p.Members[2].Name] = expired.Tokens[p.Members[2].Name]
+	if _, err := New(Config{Plan: p, CA: ca, Tokens: mixed, Now: func() time.Time { return now }}); err != nil {
+		t.Errorf("one valid token: %v", err)
 	}
 }

@@ -45,9 +45,52 @@ type TokenRecord struct {
 var (
 	ErrTokenUnknown = errors.New("no bootstrap token is issued for this member")
 	ErrTokenWrong   = errors.New("wrong bootstrap token")
-	ErrTokenExpired = errors.New("bootstrap token expired: generate new ones (etcd-rescue signer --new-tokens)")
+	ErrTokenExpired = errors.New("bootstrap token expired: " + newTokensHint)
 	ErrTokenUsed    = errors.New("bootstrap token already used (tokens are single-use)")
 )
+
+// newTokensHint says how to replace expired tokens: the command that makes
+// them and how the signer picks them up.
+const newTokensHint = "generate new ones on the restored master with `etcd-rescue signer tokens --plan PLAN --store " +
+	"TOKEN-STORE --out tokens.txt`, start the signer again with --token-store TOKEN-STORE, and give each new master its new token"
+
+// checkIssuable refuses a store that leaves masters waiting for
+// certificates with no token the signer would accept: none at all while the
+// plan has members to join, or every unused token expired. A store whose
+// tokens were all used passes: the signer still adds and promotes members.
+func (s *TokenStore) checkIssuable(joiners int, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	where := "the token store"
+	if s.path != "" {
+		where = "token store " + s.path
+	}
+	if len(s.Tokens) == 0 {
+		if joiners == 0 {
+			return nil
+		}
+		return fmt.Errorf("%s holds no bootstrap tokens, so none of the plan's %d new masters could join: %s", where, joiners, newTokensHint)
+	}
+	unused := 0
+	var latest time.Time
+	for _, r := range s.Tokens {
+		if r.Used != nil {
+			continue
+		}
+		unused++
+		if now.Before(r.Expires) {
+			return nil
+		}
+		if r.Expires.After(latest) {
+			latest = r.Expires
+		}
+	}
+	if unused == 0 {
+		return nil
+	}
+	return fmt.Errorf("every unused bootstrap token in %s expired (the last at %s), so every new master would be refused: %s",
+		where, latest.UTC().Format(time.RFC3339), newTokensHint)
+}
 
 // NewTokens generates a random token for each name, valid until expires. It
 // returns the tokens in clear (to hand to the new masters) and the store of
@@ -113,11 +156,14 @@ func (s *TokenStore) saveLocked() error {
 func (s *TokenStore) check(name, token, keysHash string, now time.Time) (reissue bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// A name without a token is answered like a wrong token, after the same
+	// comparison: the answer does not tell which names have one.
 	r := s.Tokens[name]
-	if r == nil {
-		return false, ErrTokenUnknown
+	known := r != nil
+	if !known {
+		r = &TokenRecord{Hash: strings.Repeat("0", sha256.Size*2)}
 	}
-	if token == "" || subtle.ConstantTimeCompare([]byte(hashToken(token)), []byte(r.Hash)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(hashToken(token)), []byte(r.Hash)) != 1 || token == "" || !known {
 		return false, ErrTokenWrong
 	}
 	if !now.Before(r.Expires) {
