@@ -35,6 +35,11 @@ func (c *checker) readMetas() (meta, error) {
 			return meta{}, fmt.Errorf("%s: read meta page %d: %w", c.path, i, err)
 		}
 		metas[i], bad[i] = validateMeta(buf)
+		// Tx.Check reads both meta pages as pages: their headers must name
+		// them and have a known type, whichever meta is in use.
+		if h := readHeader(buf); h.id != uint64(i) || pageType(h.flags) == "unknown" {
+			return meta{}, c.pageErr(Structure, uint64(i), fmt.Sprintf("the meta page's header is damaged (it says page %d, flags %#x)", h.id, h.flags))
+		}
 	}
 	if bad[0] != "" && bad[1] != "" {
 		return meta{}, c.fileErr(Structure, fmt.Sprintf("both meta pages are damaged (meta page 0: %s; meta page 1: %s)", bad[0], bad[1]))

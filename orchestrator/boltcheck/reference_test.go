@@ -36,7 +36,7 @@ func runTxCheck(path string) int {
 	// Damaged counts make bbolt allocate or recurse without bound: fail
 	// fast instead of taking the machine's memory.
 	syscall.Setrlimit(syscall.RLIMIT_AS, &syscall.Rlimit{Cur: 4 << 30, Max: 4 << 30})
-	debug.SetMaxStack(64 << 20)
+	debug.SetMaxStack(4 << 20)
 	defer func() {
 		if p := recover(); p != nil {
 			fmt.Printf("ERROR: panic: %v\n", p)
@@ -74,13 +74,13 @@ func runTxCheck(path string) int {
 // txCheck is the reference: bbolt's own Open and Tx.Check on a copy of
 // path, in a child process, because on some damage bbolt faults on its
 // mmap or recurses forever instead of panicking. Anything but "OK" (an
-// error, a panic, a crash, no answer within a minute) means bbolt rejects
+// error, a panic, a crash, no answer within 15s) means bbolt rejects
 // the file; detail says how.
 func txCheck(t testing.TB, path string) (ok bool, detail string) {
 	t.Helper()
 	cp := filepath.Join(t.TempDir(), "copy.db")
 	copyFile(t, path, cp)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), referenceEnv+"="+cp)
@@ -94,7 +94,7 @@ func txCheck(t testing.TB, path string) (ok bool, detail string) {
 	case err == nil && strings.HasPrefix(s, "ERROR: "):
 		return false, s
 	case ctx.Err() != nil:
-		return false, "no answer within a minute (a page loop)"
+		return false, "no answer within 15s (a page loop)"
 	}
 	if len(s) > 300 {
 		s = s[:300] + "…"
