@@ -2,6 +2,7 @@ package boltcheck
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 )
 
@@ -65,6 +66,14 @@ func pageType(flags uint16) string {
 		return "freelist"
 	}
 	return "unknown"
+}
+
+// aPage names a page type in a sentence: "a leaf page (flags 0x2)".
+func aPage(flags uint16) string {
+	if t := pageType(flags); t != "unknown" {
+		return fmt.Sprintf("a %s page (flags %#x)", t, flags)
+	}
+	return fmt.Sprintf("a page of unknown type (flags %#x)", flags)
 }
 
 // meta is a meta page's body.

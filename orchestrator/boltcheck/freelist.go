@@ -11,7 +11,7 @@ func (c *checker) readFreelist(id uint64) error {
 		return err
 	}
 	if p.flags != freelistPage {
-		return c.pageErr(Structure, id, fmt.Sprintf("the meta page names it as the free list but it is a %s page (flags %#x)", pageType(p.flags), p.flags))
+		return c.pageErr(Structure, id, fmt.Sprintf("the meta page names it as the free list but it is %s", aPage(p.flags)))
 	}
 	c.rep.FreelistPages = uint64(p.overflow) + 1
 	for i := id; i <= id+uint64(p.overflow); i++ {

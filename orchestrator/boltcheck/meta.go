@@ -29,20 +29,24 @@ func (c *checker) readMetas() (meta, error) {
 	}
 	var metas [2]meta
 	var bad [2]string
+	// Tx.Check reads both meta pages as pages: their headers must name
+	// them and have a known type, whichever meta is in use.
+	var heads [2]header
 	buf := make([]byte, pageHeaderSize+metaSize)
 	for i := range metas {
 		if _, err := c.f.ReadAt(buf, int64(i)*int64(pageSize)); err != nil {
 			return meta{}, fmt.Errorf("%s: read meta page %d: %w", c.path, i, err)
 		}
 		metas[i], bad[i] = validateMeta(buf)
-		// Tx.Check reads both meta pages as pages: their headers must name
-		// them and have a known type, whichever meta is in use.
-		if h := readHeader(buf); h.id != uint64(i) || pageType(h.flags) == "unknown" {
-			return meta{}, c.pageErr(Structure, uint64(i), fmt.Sprintf("the meta page's header is damaged (it says page %d, flags %#x)", h.id, h.flags))
-		}
+		heads[i] = readHeader(buf)
 	}
 	if bad[0] != "" && bad[1] != "" {
-		return meta{}, c.fileErr(Structure, fmt.Sprintf("both meta pages are damaged (meta page 0: %s; meta page 1: %s)", bad[0], bad[1]))
+		return meta{}, c.fileErr(Structure, fmt.Sprintf("no valid meta page: it is not a bbolt file, or both its meta pages are damaged (meta page 0: %s; meta page 1: %s)", bad[0], bad[1]))
+	}
+	for i := range heads {
+		if h := heads[i]; h.id != uint64(i) || pageType(h.flags) == "unknown" {
+			return meta{}, c.pageErr(Structure, uint64(i), fmt.Sprintf("the meta page's header is damaged (it says page %d, flags %#x)", h.id, h.flags))
+		}
 	}
 	// bbolt prefers the higher transaction id when it is valid.
 	use := 0

@@ -98,7 +98,7 @@ func (c *checker) visit(l int, id uint64, lo, hi []byte, b *bucket) ([]byte, err
 		return nil, err
 	}
 	if p.flags != branchPage && p.flags != leafPage {
-		return nil, c.pageErr(Structure, id, fmt.Sprintf("%s: a %s page (flags %#x) where a branch or leaf page belongs", b, pageType(p.flags), p.flags))
+		return nil, c.pageErr(Structure, id, fmt.Sprintf("%s: %s where a branch or leaf page belongs", b, aPage(p.flags)))
 	}
 	if err := c.markUsed(p, b); err != nil {
 		return nil, err
@@ -280,7 +280,7 @@ func (c *checker) subBucket(l int, p *pageView, b *bucket, key, value []byte) er
 	}
 	ip := c.inlinePage(l+1, p.id, in)
 	if ip.flags != leafPage {
-		return c.pageErr(Format, p.id, fmt.Sprintf("%s: inline, but its page is a %s page (flags %#x), not a leaf", child, pageType(ip.flags), ip.flags))
+		return c.pageErr(Format, p.id, fmt.Sprintf("%s: inline, but its page is %s, not a leaf", child, aPage(ip.flags)))
 	}
 	if end := pageHeaderSize + int64(ip.count)*elementSize; end > ip.span {
 		return c.pageErr(Format, p.id, fmt.Sprintf("%s: inline, and its %d elements need %d bytes, more than its %d", child, ip.count, end, ip.span))
