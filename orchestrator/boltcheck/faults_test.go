@@ -17,6 +17,8 @@ type layout struct {
 	pageSize int
 	// keyRoot is the key bucket's root page: a branch page in these files.
 	keyRoot uint64
+	// root is the root bucket's page.
+	root uint64
 	// pages is the high water mark.
 	pages uint64
 	// freelist is the free list page, 0 when the file has none (etcd 3.6+
@@ -46,7 +48,7 @@ func layoutOf(t *testing.T, path string) layout {
 	if m1.txid > m0.txid {
 		m0 = m1
 	}
-	l.pages = m0.pgid
+	l.pages, l.root = m0.pgid, m0.root
 	if m0.freelist != noFreelist {
 		l.freelist = m0.freelist
 	}

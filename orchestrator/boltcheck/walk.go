@@ -317,11 +317,11 @@ func (c *checker) progress(final bool) error {
 		return nil
 	}
 	c.reported = c.done
-	if err := c.ctx.Err(); err != nil {
-		return fmt.Errorf("%s: structure check stopped: %w", c.path, err)
-	}
 	if c.opts.Progress != nil {
 		c.opts.Progress(Progress{Pages: c.done, PagesTotal: c.hwm, Bytes: int64(c.done) * c.pageSz, BytesTotal: int64(c.hwm) * c.pageSz})
+	}
+	if err := c.ctx.Err(); err != nil {
+		return fmt.Errorf("%s: structure check stopped: %w", c.path, err)
 	}
 	return nil
 }
