@@ -8,8 +8,10 @@
 // list's ids, inline buckets, and etcd's revision keys in the "key" bucket.
 //
 // Memory: two bitsets of pages/8 bytes each (512 KiB together for an 8 GiB
-// file of 4 KiB pages), plus one page buffer and two key buffers per level
-// of the tree walk (a few pages per level, at most MaxDepth levels).
+// file of 4 KiB pages), plus per level of the tree walk (about ten for etcd,
+// at most MaxDepth) a page buffer, two key buffers and a read-ahead of at
+// most 64 pages (256 KiB): under 4 MiB for any etcd file. Values are not
+// read, so a page of overflow pages costs its first page and its keys.
 package boltcheck
 
 import (

@@ -11,7 +11,15 @@ import (
 type level struct {
 	buf   []byte
 	slots [2][]byte
+	// run holds pages first..first+n-1, read in one pread: the siblings a
+	// branch page points to are usually next to each other in the file.
+	run      []byte
+	first, n uint64
+	view     pageView
 }
+
+// inRun reports whether page id was read ahead.
+func (lv *level) inRun(id uint64) bool { return id >= lv.first && id-lv.first < lv.n }
 
 // pageView is a page being checked: its header and its first bytes; bytes
 // further into the page (large pages' later keys) are read on demand.
@@ -30,20 +38,24 @@ type pageView struct {
 	c   *checker
 }
 
-// window is how much of a page with overflow pages is read up front: its
-// header, elements and (usually) its keys.
-const window = 64 << 10
 
 var errOutside = errors.New("outside its page")
 
-// readPage reads page id (below the high water mark) into level l's buffer
-// and checks its header: its id, and its overflow pages.
+// readPage reads page id (below the high water mark) at level l (from its
+// read-ahead, or into its buffer) and checks its header: its id, and its
+// overflow pages.
 func (c *checker) readPage(l int, id uint64, hwm uint64) (*pageView, error) {
 	lv := c.level(l)
 	off := int64(id) * c.pageSz
-	buf := grow(&lv.buf, int(c.pageSz))
-	if _, err := c.f.ReadAt(buf, off); err != nil {
-		return nil, fmt.Errorf("%s: read page %d: %w", c.path, id, err)
+	var buf []byte
+	if lv.inRun(id) {
+		at := int64(id-lv.first) * c.pageSz
+		buf = lv.run[at:]
+	} else {
+		buf = grow(&lv.buf, int(c.pageSz))
+		if _, err := c.f.ReadAt(buf, off); err != nil {
+			return nil, fmt.Errorf("%s: read page %d: %w", c.path, id, err)
+		}
 	}
 	h := readHeader(buf)
 	if h.id != id {
@@ -52,22 +64,65 @@ func (c *checker) readPage(l int, id uint64, hwm uint64) (*pageView, error) {
 	if uint64(h.overflow) >= hwm-id {
 		return nil, c.pageErr(Format, id, fmt.Sprintf("its %d overflow pages run past the file's %d pages", h.overflow, hwm))
 	}
-	p := &pageView{id: id, flags: h.flags, count: h.count, overflow: h.overflow,
-		span: (int64(h.overflow) + 1) * c.pageSz, off: off, buf: buf, lvl: lv, c: c}
-	if h.overflow > 0 {
-		n := min(p.span, window)
-		if h.flags == branchPage || h.flags == leafPage {
-			if end := pageHeaderSize + int64(h.count)*elementSize; end > n && end <= p.span {
-				n = end
-			}
+	p := &lv.view
+	*p = pageView{id: id, flags: h.flags, count: h.count, overflow: h.overflow,
+		span: (int64(h.overflow) + 1) * c.pageSz, off: off, lvl: lv, c: c}
+	// A page with overflow pages (a large value) is read up to the end of
+	// its elements; its keys past that are read one by one, its values not
+	// at all.
+	n := c.pageSz
+	if h.flags == branchPage || h.flags == leafPage {
+		if end := pageHeaderSize + int64(h.count)*elementSize; end > n && end <= p.span {
+			n = end
 		}
-		buf = growKeep(&lv.buf, int(n))
-		if _, err := c.f.ReadAt(buf[c.pageSz:], off+c.pageSz); err != nil {
-			return nil, fmt.Errorf("%s: read page %d: %w", c.path, id, err)
-		}
-		p.buf = buf
+	}
+	if int64(len(buf)) >= n {
+		p.buf = buf[:n]
+		return p, nil
+	}
+	// A page with overflow pages, past what was read.
+	have := int64(len(buf))
+	if lv.inRun(id) {
+		have = 0
+	}
+	p.buf = growKeep(&lv.buf, int(n))
+	if _, err := c.f.ReadAt(p.buf[have:], off+have); err != nil {
+		return nil, fmt.Errorf("%s: read page %d: %w", c.path, id, err)
 	}
 	return p, nil
+}
+
+// maxRun bounds a read-ahead: 64 pages (256 KiB at 4 KiB pages).
+const maxRun = 64
+
+// readAhead reads, in one pread into level l's run, branch page p's
+// children from child i on while they lie close together in the file.
+func (c *checker) readAhead(l int, p *pageView, i int) error {
+	lv := c.level(l)
+	first := order.Uint64(p.elem(i)[8:])
+	if lv.inRun(first) || first < 2 || first >= c.hwm {
+		return nil
+	}
+	last := first
+	for j := i + 1; j < int(p.count); j++ {
+		next := order.Uint64(p.elem(j)[8:])
+		// Siblings a few pages apart (overflow pages between) still share
+		// the read; a child out of range is reported by the walk.
+		if next <= last || next-last > 4 || next-first >= maxRun || next >= c.hwm {
+			break
+		}
+		last = next
+	}
+	if last == first {
+		return nil
+	}
+	n := last - first + 1
+	buf := grow(&lv.run, int(int64(n)*c.pageSz))
+	if _, err := c.f.ReadAt(buf, int64(first)*c.pageSz); err != nil {
+		return fmt.Errorf("%s: read pages %d-%d: %w", c.path, first, last, err)
+	}
+	lv.first, lv.n = first, n
+	return nil
 }
 
 // inlinePage is an inline bucket's page, held in value (copied into level
@@ -77,8 +132,10 @@ func (c *checker) inlinePage(l int, parent uint64, value []byte) *pageView {
 	buf := grow(&lv.buf, len(value))
 	copy(buf, value)
 	h := readHeader(buf)
-	return &pageView{id: parent, flags: h.flags, count: h.count, overflow: h.overflow,
+	p := &lv.view
+	*p = pageView{id: parent, flags: h.flags, count: h.count, overflow: h.overflow,
 		span: int64(len(buf)), off: -1, buf: buf, lvl: lv, c: c}
+	return p
 }
 
 // bytes returns n bytes at offset at of the page, from its buffer or read

@@ -69,10 +69,10 @@ func (l layout) inlineKey(t *testing.T, b []byte, name string, i int) []byte {
 // rule of bbolt's format Tx.Check does not verify (Format) or of etcd's
 // schema (Etcd).
 type stricter struct {
-	name   string
-	file   func(t *testing.T) string
-	kind   Kind
-	want   string
+	name string
+	file func(t *testing.T) string
+	kind Kind
+	want string
 	// skipEtcd: with SkipEtcd, Check accepts the file.
 	skipEtcd bool
 }

@@ -166,6 +166,9 @@ func (c *checker) branch(l int, p *pageView, lo, hi []byte, b *bucket) ([]byte, 
 		if child < 2 || child >= c.hwm {
 			return nil, c.pageErr(Structure, p.id, fmt.Sprintf("%s: branch element %d points to page %d, outside the data pages [2, %d)", b, i, child, c.hwm))
 		}
+		if err := c.readAhead(l+1, p, i); err != nil {
+			return nil, err
+		}
 		if last, err = c.visit(l+1, child, key, childHi, b); err != nil {
 			return nil, err
 		}
