@@ -38,7 +38,6 @@ type pageView struct {
 	c   *checker
 }
 
-
 var errOutside = errors.New("outside its page")
 
 // readPage reads page id (below the high water mark) at level l (from its
