@@ -3,6 +3,7 @@ package boltcheck
 import (
 	"bufio"
 	"context"
+	"flag"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,9 +17,11 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+var benchMiB = flag.Int("boltcheck.bench-mib", 256, "size of the benchmarks' etcd-shaped file, in MiB")
+
 // benchRevisions of about 1 KiB each make an etcd-shaped file of about
-// 256 MiB.
-const benchRevisions = 200_000
+// -boltcheck.bench-mib MiB (735 revisions a MiB, with bbolt's page overhead).
+func benchRevisions() int { return *benchMiB * 735 }
 
 var benchFile struct {
 	once sync.Once
@@ -36,7 +39,7 @@ func benchDB(b *testing.B) string {
 		sharedDirs = append(sharedDirs, dir)
 		p := filepath.Join(dir, "etcd.db")
 		start := time.Now()
-		writeShape(b, p, shape{pageSize: 4096, revisions: benchRevisions, tombstoneEvery: 20, valueSize: 1000})
+		writeShape(b, p, shape{pageSize: 4096, revisions: benchRevisions(), tombstoneEvery: 20, valueSize: 1000})
 		st, err := os.Stat(p)
 		if err != nil {
 			b.Fatal(err)
@@ -114,8 +117,8 @@ func BenchmarkCheck(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if rep.Keys != benchRevisions {
-			b.Fatalf("%d revisions, want %d", rep.Keys, benchRevisions)
+		if rep.Keys != uint64(benchRevisions()) {
+			b.Fatalf("%d revisions, want %d", rep.Keys, benchRevisions())
 		}
 	}
 	b.StopTimer()

@@ -99,6 +99,7 @@ func (c *checker) pageSize() (int, error) {
 // checkMeta checks the chosen meta's page ids against the file.
 func (c *checker) checkMeta(m meta) error {
 	hwm := m.pgid
+	c.hwm = hwm
 	if hwm < 2 {
 		return c.fileErr(Format, fmt.Sprintf("its meta page says the file spans %d pages, fewer than its two meta pages", hwm))
 	}
@@ -107,10 +108,21 @@ func (c *checker) checkMeta(m meta) error {
 			hwm, c.pageSz, hwm*uint64(c.pageSz), c.size))
 	}
 	if m.root < 2 || m.root >= hwm {
-		return c.fileErr(Structure, fmt.Sprintf("its root bucket is page %d, outside the data pages [2, %d)", m.root, hwm))
+		return c.fileErr(c.outsideKind(m.root), fmt.Sprintf("its root bucket is page %d, outside the data pages [2, %d)", m.root, hwm))
 	}
 	if m.freelist != noFreelist && (m.freelist < 2 || m.freelist >= hwm) {
-		return c.fileErr(Structure, fmt.Sprintf("its free list is page %d, outside the data pages [2, %d)", m.freelist, hwm))
+		return c.fileErr(c.outsideKind(m.freelist), fmt.Sprintf("its free list is page %d, outside the data pages [2, %d)", m.freelist, hwm))
 	}
 	return nil
+}
+
+// outsideKind is the Kind of a pointer to page id outside [2, hwm): bbolt
+// itself writes none (Meta.Write panics), but Tx.Check only rejects ids
+// past the high water mark (and 0 and 1, the meta pages, as used twice); a
+// pointer to the page right at the mark it reads as any other.
+func (c *checker) outsideKind(id uint64) Kind {
+	if id == 0 || id == c.hwm {
+		return Format
+	}
+	return Structure
 }

@@ -164,7 +164,7 @@ func (c *checker) branch(l int, p *pageView, lo, hi []byte, b *bucket) ([]byte, 
 		}
 		child := order.Uint64(p.elem(i)[8:])
 		if child < 2 || child >= c.hwm {
-			return nil, c.pageErr(Structure, p.id, fmt.Sprintf("%s: branch element %d points to page %d, outside the data pages [2, %d)", b, i, child, c.hwm))
+			return nil, c.pageErr(c.outsideKind(child), p.id, fmt.Sprintf("%s: branch element %d points to page %d, outside the data pages [2, %d)", b, i, child, c.hwm))
 		}
 		if err := c.readAhead(l+1, p, i); err != nil {
 			return nil, err
@@ -265,7 +265,7 @@ func (c *checker) subBucket(l int, p *pageView, b *bucket, key, value []byte) er
 	root := order.Uint64(value)
 	if root != 0 {
 		if root < 2 || root >= c.hwm {
-			return c.pageErr(Structure, p.id, fmt.Sprintf("%s: its root is page %d, outside the data pages [2, %d)", child, root, c.hwm))
+			return c.pageErr(c.outsideKind(root), p.id, fmt.Sprintf("%s: its root is page %d, outside the data pages [2, %d)", child, root, c.hwm))
 		}
 		_, err := c.visit(l+1, root, nil, nil, child)
 		return err
