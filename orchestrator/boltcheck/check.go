@@ -2,16 +2,31 @@
 // snapshot) in one pass that scales with the file: every page is read once
 // with pread into reused buffers, and which pages are in use or free is kept
 // in two bitsets, so memory does not follow the file size and no mmap is
-// held. It checks what bbolt's Tx.Check checks (every page below the high
-// water mark reachable exactly once or free, no page both, page types and ids,
-// branch and leaf key order, sub-buckets), and more: element bounds, the free
-// list's ids, inline buckets, and etcd's revision keys in the "key" bucket.
+// held.
+//
+// It checks what bbolt's own Tx.Check (with bbolt.Open) checks: the meta
+// pages (the valid one with the highest transaction id is used, as bbolt
+// does), every page below the high water mark reached exactly once from the
+// root bucket or on the free list and never both, page ids and types, the
+// free list freeing a page once, branch and leaf key order within each
+// bucket's tree, sub-buckets. Those are Structure errors.
+//
+// It checks more (Format errors, which Tx.Check lets through because it
+// reads past the damage or never looks): keys and values inside their page
+// and keys no longer than bbolt allows, free list ids inside the data pages
+// and off the meta and free list pages, overflow pages inside the high
+// water mark and off the free list, inline buckets' pages (their type, key
+// order, no buckets inside), a file shorter than its high water mark, a walk
+// deeper than MaxDepth. And etcd's schema (Etcd errors): a "key" bucket
+// whose keys are revisions as etcd's mvcc package writes them (8-byte main,
+// '_', 8-byte sub, an optional 't' tombstone mark, both numbers
+// non-negative, strictly increasing). Values are not read.
 //
 // Memory: two bitsets of pages/8 bytes each (512 KiB together for an 8 GiB
 // file of 4 KiB pages), plus per level of the tree walk (about ten for etcd,
 // at most MaxDepth) a page buffer, two key buffers and a read-ahead of at
-// most 64 pages (256 KiB): under 4 MiB for any etcd file. Values are not
-// read, so a page of overflow pages costs its first page and its keys.
+// most 64 pages (256 KiB): under 4 MiB for any etcd file. A page with
+// overflow pages costs its first page and its keys.
 package boltcheck
 
 import (

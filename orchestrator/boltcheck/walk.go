@@ -25,8 +25,10 @@ type checker struct {
 	// done counts pages accounted for; reported is done at the last
 	// Progress call.
 	done, reported uint64
-	keyBucket      bool
-	rev            revisionOrder
+	// keyBucket is set once etcd's "key" bucket is found; rev is the last
+	// revision read from it.
+	keyBucket bool
+	rev       revisionOrder
 }
 
 // bucket is the bucket being walked.
@@ -57,7 +59,6 @@ func (c *checker) run() error {
 	if err := c.checkMeta(m); err != nil {
 		return err
 	}
-	c.hwm = m.pgid
 	c.rep.Path, c.rep.FileSize, c.rep.Pages = c.path, c.size, c.hwm
 	c.used, c.free = newBitset(c.hwm), newBitset(c.hwm)
 	c.used.set(0)
