@@ -256,3 +256,36 @@ func TestMetaFallbackWarns(t *testing.T) {
 		t.Fatalf("meta %d, warnings %q: want meta page 1 used and a warning about meta page 0", rep.Meta, rep.Warnings)
 	}
 }
+
+// TestLargeFreeList: a free list of more than 65,534 ids keeps its count in
+// its first slot; both checkers read it, and a page freed twice in it.
+func TestLargeFreeList(t *testing.T) {
+	p := shaped(t, shape{pageSize: 1024, revisions: 200_000, valueSize: 200, deleteFrom: 100})
+	l := layoutOf(t, p)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := l.page(b, l.freelist)
+	if order.Uint16(fl[10:]) != freelistCountOverflow {
+		t.Fatalf("the free list's count is %d: want the overflow mark", order.Uint16(fl[10:]))
+	}
+	rep, err := Check(context.Background(), p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, detail := txCheck(t, p); !ok {
+		t.Fatalf("bbolt rejects the file: %s", detail)
+	}
+	if rep.FreePages != order.Uint64(fl[pageHeaderSize:]) || rep.FreePages < 0xFFFF || rep.FreelistPages < 2 {
+		t.Fatalf("report %+v: want the free list's %d ids, on several pages", rep, order.Uint64(fl[pageHeaderSize:]))
+	}
+	copy(fl[pageHeaderSize+16:], fl[pageHeaderSize+8:pageHeaderSize+16]) // ids 0 and 1 the same
+	d := filepath.Join(t.TempDir(), "twice.db")
+	if err := os.WriteFile(d, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := agree(t, d); err == nil || !strings.Contains(err.Error(), "freed twice") {
+		t.Fatalf("Check says %v, want a page freed twice", err)
+	}
+}
