@@ -47,8 +47,6 @@ whole plan and changes nothing.`,
 		newDNSHookCmd(),
 		newRemoveSignerCmd(),
 		newFinishCmd(),
-		newDrillCmd(),
-		newLabKubeletCmd(),
 	)
 	return root
 }
