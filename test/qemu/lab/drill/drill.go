@@ -209,9 +209,9 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if err := l.newCA(); err != nil {
 		return rep, err
 	}
-	r := &run{lab: l, rep: rep}
+	r := newRun(l, rep)
 	defer r.close()
-	err = r.runPhases(ctx)
+	err = r.runPhases(ctx, r.phases())
 	rep.Total = time.Since(start).Seconds()
 	return rep, err
 }

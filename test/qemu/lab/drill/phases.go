@@ -84,13 +84,20 @@ func (r *run) phases() []phase {
 	}
 }
 
-// runPhases runs the table, timing each phase; the report's Recovery is
-// set once the last recovery phase passed.
-func (r *run) runPhases(ctx context.Context) error {
-	r.old = []*master{newMaster(r.o.Profile, 0, 0), newMaster(r.o.Profile, 1, 1), newMaster(r.o.Profile, 2, 2)}
+// newRun is a drill on the lab: masters 0-2 form the old cluster, master
+// 0 survives, and masters 3 and 4 join as the new etcd-1 and etcd-2.
+func newRun(l *lab, rep *Report) *run {
+	r := &run{lab: l, rep: rep}
+	r.old = []*master{newMaster(l.o.Profile, 0, 0), newMaster(l.o.Profile, 1, 1), newMaster(l.o.Profile, 2, 2)}
 	r.survivor = r.old[0]
-	r.join1, r.join2 = newMaster(r.o.Profile, 3, 1), newMaster(r.o.Profile, 4, 2)
-	phases := r.phases()
+	r.join1, r.join2 = newMaster(l.o.Profile, 3, 1), newMaster(l.o.Profile, 4, 2)
+	return r
+}
+
+// runPhases runs phases in order, timing each, and stops at the first
+// that fails; the report's Recovery is set once the last recovery phase
+// passed.
+func (r *run) runPhases(ctx context.Context, phases []phase) error {
 	lastRecovery := -1
 	for i, p := range phases {
 		if p.Recovery {
