@@ -108,13 +108,13 @@ type Phase struct {
 func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "\n== etcd-rescue drill report (%s, %s masters, %d keys) ==\n", r.Accel, r.Profile, r.Keys)
 	for _, p := range r.Phases {
-		fmt.Fprintf(w, "  %-16s %-58s %6.1fs\n", p.ID, p.Name, p.Seconds)
+		fmt.Fprintf(w, "  %-16s %-62s %6.1fs\n", p.ID, p.Name, p.Seconds)
 	}
 	if r.FailedPhase != "" {
 		fmt.Fprintf(w, "  %-16s failed\n", r.FailedPhase)
 	}
-	fmt.Fprintf(w, "  %-75s %6.1fs\n", "quorum lost -> 3 healthy members", r.Recovery)
-	fmt.Fprintf(w, "  %-75s %6.1fs\n", "total", r.Total)
+	fmt.Fprintf(w, "  %-79s %6.1fs\n", "quorum lost -> 3 healthy members", r.Recovery)
+	fmt.Fprintf(w, "  %-79s %6.1fs\n", "total", r.Total)
 	fmt.Fprintf(w, "  backup %.1f MiB, lab master OS %.1f MiB; cluster ID %s -> %s; revision %d before the loss, %d after\n",
 		r.BackupMiB, r.LabOSMiB, r.OldClusterID, r.NewClusterID, r.MaxRevisionBeforeLoss, r.RevisionAfter)
 	fmt.Fprintf(w, "  %d keys written before the backup checked on every member; %d written after it lost, as expected; HashKV %d on all members\n",
