@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -buildid= -X github.com/etcd-rescue/etcd-rescue/internal/version.Version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: all deps build test vet e2e bench image clean
+.PHONY: all deps build lab test vet e2e bench image clean
 
 all: build
 
@@ -17,6 +17,11 @@ deps:
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/etcd-rescue ./cmd/etcd-rescue
+
+# The QEMU lab (`etcd-rescue-lab drill`, and the lab master OS's init): a
+# binary of its own, so the rescue image's etcd-rescue links none of it.
+lab:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/etcd-rescue-lab ./cmd/etcd-rescue-lab
 
 # go vet, gofmt and go mod tidy must leave no diff.
 vet:
@@ -61,8 +66,8 @@ etcd-versions:
 BENCH_SIZES ?= 256M,1G,4G,8G
 BENCH_DRILL_KEYS ?= 10000,100000
 .PHONY: bench
-bench: build kernel
-	$(GO) run ./bench -sizes $(BENCH_SIZES) -etcd-rescue $(BIN)/etcd-rescue -out bench/RESULTS.md \
+bench: build lab kernel
+	$(GO) run ./bench -sizes $(BENCH_SIZES) -etcd-rescue $(BIN)/etcd-rescue -lab $(BIN)/etcd-rescue-lab -out bench/RESULTS.md \
 		-drill-keys '$(BENCH_DRILL_KEYS)' \
 		-kernel "$$(ls $(CACHE)/kernel/current/boot/vmlinuz-*)" \
 		-modules "$$(ls -d $(CACHE)/kernel/current/lib/modules/*)"

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,7 +28,7 @@ const (
 	drillTarget     = 3 * time.Minute
 )
 
-// drillInputs is what `etcd-rescue drill` needs besides root.
+// drillInputs is what `etcd-rescue-lab drill` needs besides root.
 type drillInputs struct {
 	keys            []int
 	kernel, modules string
@@ -35,14 +36,15 @@ type drillInputs struct {
 	rescueDir       string // pxe files of the rescue image
 }
 
-// drillRun is one `etcd-rescue drill` at one key count.
+// drillRun is one `etcd-rescue-lab drill` at one key count.
 type drillRun struct {
 	keys int
 	// report is the drill's JSON report (written even when it fails: the
 	// phases that finished); nil when it wrote none.
 	report *drill.Report
-	// failedPhase is the phase the drill failed in, err its error; both
-	// empty when it passed.
+	// failedPhase is the ID of the phase the drill failed in (or a few
+	// words when it failed outside one), err its error; both empty when
+	// it passed.
 	failedPhase, err string
 	wall             time.Duration
 }
@@ -76,6 +78,9 @@ func prepareDrill(c config, keys []int) (*drillInputs, error) {
 	in := &drillInputs{keys: keys, kernel: c.kernel, modules: c.modules, etcd: c.etcd}
 	if err := os.MkdirAll(c.work, 0o755); err != nil {
 		return nil, err
+	}
+	if _, err := os.Stat(c.lab); err != nil {
+		return nil, fmt.Errorf("%s: %w (run make lab first, or pass -drill-keys '' to leave the drill out)", c.lab, err)
 	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the drill creates a network namespace, a bridge and tap devices: run the bench as root, or pass -drill-keys '' to leave the drill out")
@@ -128,11 +133,11 @@ func measureDrill(c config, in *drillInputs) *drillResult {
 	return r
 }
 
-// phaseLine is the drill's progress line on stderr: "=== phase NAME" when
-// a phase starts, "=== phase NAME: done in D" when it ends.
-var phaseLine = regexp.MustCompile(`^=== phase (.*?)(: done in \S+)?$`)
+// phaseLine is the drill's progress line on stderr: "=== phase ID: TITLE"
+// when a phase starts, "=== phase ID: done in D" when it ends.
+var phaseLine = regexp.MustCompile(`^=== phase ([a-z0-9-]+): (?:(done in \S+)$|.*)`)
 
-// failedIn is how the drill's error names the phase that failed.
+// failedIn is how the drill's error names the phase that failed (by ID).
 var failedIn = regexp.MustCompile(`phase "([^"]*)"`)
 
 func runDrill(c config, in *drillInputs, keys int) drillRun {
@@ -141,7 +146,7 @@ func runDrill(c config, in *drillInputs, keys int) drillRun {
 	os.Remove(jsonFile)
 	ctx, cancel := context.WithTimeout(context.Background(), c.drillTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.rescue, "drill", "--keys", strconv.Itoa(keys), "--accel", "tcg",
+	cmd := exec.CommandContext(ctx, c.lab, "drill", "--keys", strconv.Itoa(keys), "--accel", "tcg",
 		"--image", in.rescueDir, "--kernel", in.kernel, "--modules", in.modules, "--etcd", in.etcd, "--json-file", jsonFile)
 	// On timeout the drill gets SIGTERM so it powers off its VMs and
 	// removes its network namespace; it is killed if it has not ended
@@ -185,6 +190,8 @@ func runDrill(c config, in *drillInputs, keys int) drillRun {
 		run.err = fmt.Sprintf("no result within -drill-timeout %s (%v); %s", c.drillTimeout, err, run.err)
 	}
 	switch m := failedIn.FindStringSubmatch(run.err); {
+	case run.report != nil && run.report.FailedPhase != "":
+		run.failedPhase = run.report.FailedPhase
 	case m != nil:
 		run.failedPhase = m[1]
 	case running != "":
@@ -196,7 +203,7 @@ func runDrill(c config, in *drillInputs, keys int) drillRun {
 }
 
 // drillError is the drill's own error message from its stderr
-// ("etcd-rescue: DRILL-FAILED: phase ...: ..." and the lines after it), or
+// ("etcd-rescue-lab: DRILL-FAILED: phase ...: ..." and the lines after it), or
 // the tail of its stderr and the exit status when there is none.
 func drillError(stderr []string, exitErr error) string {
 	for i, l := range stderr {
@@ -226,48 +233,47 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	}
 }
 
-// phaseKey names a phase the same way at every key count: the drill's
-// names carry the number of keys written.
-var keysIn = regexp.MustCompile(`^write \d+ keys`)
+// recoveryPhases are the issue's phases, one column each in the short
+// table: the restore on the survivor and each join.
+var recoveryPhases = []string{drill.PhaseRestore, drill.PhaseJoin1, drill.PhaseJoin2}
 
-func phaseKey(name string) string { return keysIn.ReplaceAllString(name, "write the keys") }
-
-// isRestore and isJoin pick the issue's phases: the restore on the
-// survivor and each join.
-func isRestore(name string) bool { return strings.HasPrefix(name, "restore the survivor") }
-func isJoin(name string) bool    { return strings.HasPrefix(name, "join ") }
-
-// phases lists the phase names over all runs, in the drill's order.
-func (r *drillResult) phases() []string {
-	var names []string
-	seen := map[string]bool{}
-	add := func(n string) {
-		if n != "" && !seen[n] {
-			seen[n] = true
-			names = append(names, n)
+// phases lists the phase IDs over all runs, in the drill's order, and the
+// title each is shown with (the newest run's, where one reported it).
+func (r *drillResult) phases() (ids []string, titles map[string]string) {
+	titles = map[string]string{}
+	add := func(id, title string) {
+		if id == "" {
+			return
+		}
+		if _, seen := titles[id]; !seen {
+			ids = append(ids, id)
+			titles[id] = id
+		}
+		if title != "" {
+			titles[id] = title
 		}
 	}
 	for _, run := range r.runs {
 		if run.report != nil {
 			for _, p := range run.report.Phases {
-				add(phaseKey(p.Name))
+				add(p.ID, p.Name)
 			}
 		}
-		add(phaseKey(run.failedPhase))
+		add(run.failedPhase, "")
 	}
-	return names
+	return ids, titles
 }
 
 // cell is a phase's time in one run: seconds, FAILED, or not run.
-func (run drillRun) cell(phase string) string {
+func (run drillRun) cell(id string) string {
 	if run.report != nil {
 		for _, p := range run.report.Phases {
-			if phaseKey(p.Name) == phase {
+			if p.ID == id {
 				return fmt.Sprintf("%.1f", p.Seconds)
 			}
 		}
 	}
-	if run.err != "" && phaseKey(run.failedPhase) == phase {
+	if run.err != "" && run.failedPhase == id {
 		return "**failed**"
 	}
 	return "not run"
@@ -296,7 +302,7 @@ func (run drillRun) total() string {
 
 func (r *drillResult) markdown() string {
 	var b strings.Builder
-	b.WriteString("\n## Drill: quorum lost → full membership on QEMU VMs (`etcd-rescue drill`, TCG)\n\n")
+	b.WriteString("\n## Drill: quorum lost → full membership on QEMU VMs (`etcd-rescue-lab drill`, TCG)\n\n")
 	b.WriteString("Three OpenShift 4.3 masters (QEMU under TCG, each with its own disk) form a TLS etcd cluster; the keys are written, `etcd-rescue backup` takes a backup, keys/20 more are written (to be lost), two masters are killed, the survivor is restored by the rescue image (pxe files) and boots a one-member cluster, and two new masters join through it with the rescue image. ")
 	b.WriteString("Then every member is checked (voting, equal HashKV, every key from before the backup and none from after), an old master that comes back must be refused, and the survivor's old data dir must be kept. Seconds of each phase as the drill reports them.\n\n")
 	b.WriteString("| phase |")
@@ -304,10 +310,11 @@ func (r *drillResult) markdown() string {
 		fmt.Fprintf(&b, " %d keys |", run.keys)
 	}
 	b.WriteString("\n|---|" + strings.Repeat("---|", len(r.runs)) + "\n")
-	for _, p := range r.phases() {
-		fmt.Fprintf(&b, "| %s |", p)
+	ids, titles := r.phases()
+	for _, id := range ids {
+		fmt.Fprintf(&b, "| %s (`%s`) |", titles[id], id)
 		for _, run := range r.runs {
-			fmt.Fprintf(&b, " %s |", run.cell(p))
+			fmt.Fprintf(&b, " %s |", run.cell(id))
 		}
 		b.WriteString("\n")
 	}
@@ -329,10 +336,10 @@ func (r *drillResult) markdown() string {
 	// survivor and each join (when some drill reached them).
 	var picked []string
 	b.WriteString("| keys |")
-	for _, p := range r.phases() {
-		if isRestore(p) || isJoin(p) {
-			picked = append(picked, p)
-			name, _, _ := strings.Cut(p, " (")
+	for _, id := range ids {
+		if slices.Contains(recoveryPhases, id) {
+			picked = append(picked, id)
+			name, _, _ := strings.Cut(titles[id], " (")
 			fmt.Fprintf(&b, " %s |", name)
 		}
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -42,34 +41,38 @@ func TestLineWriter(t *testing.T) {
 	}
 }
 
-func TestDrillMarkdown(t *testing.T) {
-	// The drill's phases as it names them, the first n, at keys keys.
-	phases := func(keys int, n int) []drill.Phase {
-		all := []string{"boot 3 masters, form the TLS cluster", fmt.Sprintf("write %d keys", keys), "etcd-rescue backup onto the backup volume",
-			fmt.Sprintf("write %d keys after the backup (to be lost)", keys/20), "lose quorum (kill 2 masters, reset the survivor)",
-			"restore the survivor (rescue image)", "survivor boots its OS: one-member cluster",
-			"join master-3 (rescue image, then its OS)", "join master-4 (rescue image, then its OS)", "verify"}
-		var ps []drill.Phase
-		for i, name := range all[:n] {
-			ps = append(ps, drill.Phase{Name: name, Seconds: float64(10 + i)})
-		}
-		return ps
+// drillPhases are the drill's phases as it reports them, the first n, at
+// keys keys, each taking 10 s plus its index.
+func drillPhases(keys, n int) []drill.Phase {
+	all := []drill.Phase{{ID: drill.PhaseBoot, Name: "boot 3 masters, form the TLS cluster"}, {ID: drill.PhaseWriteKeys, Name: "write the keys"},
+		{ID: drill.PhaseBackup, Name: "etcd-rescue backup onto the backup volume"}, {ID: drill.PhaseWriteLost, Name: "write the keys after the backup (to be lost)"},
+		{ID: drill.PhaseLoseQuorum, Name: "lose quorum (kill 2 masters, reset the survivor)"}, {ID: drill.PhaseRestore, Name: "restore the survivor (rescue image)"},
+		{ID: drill.PhaseSurvivorOS, Name: "survivor boots its OS: one-member cluster"}, {ID: drill.PhaseJoin1, Name: "join master-3 (rescue image, then its OS)"},
+		{ID: drill.PhaseJoin2, Name: "join master-4 (rescue image, then its OS)"}, {ID: drill.PhaseVerify, Name: "verify"}}
+	var ps []drill.Phase
+	for i, p := range all[:n] {
+		p.Seconds = float64(10 + i)
+		ps = append(ps, p)
 	}
+	return ps
+}
+
+func TestDrillMarkdown(t *testing.T) {
 	r := &drillResult{runs: []drillRun{
-		{keys: 10000, wall: 5 * time.Minute, report: &drill.Report{Accel: "tcg", Keys: 10000, Phases: phases(10000, 10), Recovery: 150, Total: 290}},
-		{keys: 100000, wall: 20 * time.Minute, report: &drill.Report{Accel: "tcg", Keys: 100000, Phases: phases(100000, 7), Total: 1190},
-			failedPhase: "join master-3 (rescue image, then its OS)", err: `phase "join master-3 (rescue image, then its OS)": JOIN-OK not seen in 10m0s`},
+		{keys: 10000, wall: 5 * time.Minute, report: &drill.Report{Accel: "tcg", Keys: 10000, Phases: drillPhases(10000, 10), Recovery: 150, Total: 290}},
+		{keys: 100000, wall: 20 * time.Minute, report: &drill.Report{Accel: "tcg", Keys: 100000, Phases: drillPhases(100000, 7), Total: 1190, FailedPhase: drill.PhaseJoin1},
+			failedPhase: drill.PhaseJoin1, err: `phase "join-1" (join master-3 (rescue image, then its OS)): JOIN-OK not seen in 10m0s`},
 	}}
 	md := r.markdown()
 	for _, want := range []string{
-		"| write the keys | 11.0 | 11.0 |",
-		"| write the keys after the backup (to be lost) | 13.0 | 13.0 |",
-		"| join master-3 (rescue image, then its OS) | 17.0 | **failed** |",
-		"| join master-4 (rescue image, then its OS) | 18.0 | not run |",
+		"| write the keys (`write-keys`) | 11.0 | 11.0 |",
+		"| write the keys after the backup (to be lost) (`write-lost-keys`) | 13.0 | 13.0 |",
+		"| join master-3 (rescue image, then its OS) (`join-1`) | 17.0 | **failed** |",
+		"| join master-4 (rescue image, then its OS) (`join-2`) | 18.0 | not run |",
 		"| **quorum lost → full membership** (loss, restore, the survivor's OS, both joins) | **150.0** | not reached |",
 		"| keys | restore the survivor | join master-3 | join master-4 | quorum lost → full membership | whole drill | result |",
 		"| 10000 | 15s | 17s | 18s | 2m30s | 4m50s | passed |",
-		"| 100000 | 15s | **failed** | not run | not reached | 19m50s (failed) | failed in phase \"join master-3 (rescue image, then its OS)\" |",
+		"| 100000 | 15s | **failed** | not run | not reached | 19m50s (failed) | failed in phase \"join-1\" |",
 		"JOIN-OK not seen",
 	} {
 		if !strings.Contains(md, want) {
@@ -82,5 +85,44 @@ func TestDrillMarkdown(t *testing.T) {
 	small := &drillResult{runs: []drillRun{{keys: 2000, report: &drill.Report{Accel: "tcg", Recovery: 60, Total: 90}}}}
 	if got := small.targetRow(); !strings.Contains(got, "not measured (the drill ran at 2000 keys)") {
 		t.Errorf("%q", got)
+	}
+}
+
+// TestDrillMarkdownRenamedPhase: runs whose drills titled a phase
+// differently still share its row and its column in the short table,
+// because both key on the phase's ID.
+func TestDrillMarkdownRenamedPhase(t *testing.T) {
+	older, newer := drillPhases(10000, 10), drillPhases(100000, 10)
+	older[5].Name = "restore the survivor from the backup volume"
+	older[7].Name = "join master-3.drill.lab.example"
+	r := &drillResult{runs: []drillRun{
+		{keys: 10000, report: &drill.Report{Accel: "tcg", Phases: older, Recovery: 150, Total: 290}},
+		{keys: 100000, report: &drill.Report{Accel: "tcg", Phases: newer, Recovery: 160, Total: 300}},
+	}}
+	md := r.markdown()
+	for _, want := range []string{
+		"| restore the survivor (rescue image) (`restore`) | 15.0 | 15.0 |",
+		"| join master-3 (rescue image, then its OS) (`join-1`) | 17.0 | 17.0 |",
+		"| keys | restore the survivor | join master-3 | join master-4 |",
+		"| 10000 | 15s | 17s | 18s |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("no %q in\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "not run") || strings.Contains(md, "from the backup volume") {
+		t.Errorf("a renamed phase got a row of its own:\n%s", md)
+	}
+}
+
+// TestPhaseLine reads the drill's progress lines by phase ID.
+func TestPhaseLine(t *testing.T) {
+	m := phaseLine.FindStringSubmatch("=== phase join-1: join master-3 (rescue image, then its OS)")
+	if m == nil || m[1] != "join-1" || m[2] != "" {
+		t.Fatalf("start line: %q", m)
+	}
+	m = phaseLine.FindStringSubmatch("=== phase join-1: done in 17.9s")
+	if m == nil || m[1] != "join-1" || m[2] != "done in 17.9s" {
+		t.Fatalf("end line: %q", m)
 	}
 }

@@ -3,7 +3,7 @@
 // `etcdutl snapshot restore` (and a copy of the file with fsync, the
 // floor), and verify-backup against `etcdutl snapshot status`, on
 // snapshots of realistic shape from 256 MiB to 8 GiB; the rescue image's
-// size and boot time; and the phases of `etcd-rescue drill` (quorum lost to
+// size and boot time; and the phases of `etcd-rescue-lab drill` (quorum lost to
 // full membership on QEMU VMs) at 10,000 and 100,000 keys. It prints a
 // table and writes bench/RESULTS.md.
 package main
@@ -31,18 +31,19 @@ func main() {
 		cache   = flag.String("cache", filepath.Join(cacheDefault, "bench"), "where generated snapshots are kept between runs")
 		work    = flag.String("work", "", "scratch folder for restores (default: a folder under the cache)")
 		rescue  = flag.String("etcd-rescue", "bin/etcd-rescue", "the etcd-rescue binary")
+		labBin  = flag.String("lab", "bin/etcd-rescue-lab", "the etcd-rescue-lab binary, which runs the drill")
 		etcdutl = flag.String("etcdutl", "", "the etcdutl binary (default: built from go.etcd.io/etcd/etcdutl/v3 at go.mod's version)")
 		out     = flag.String("out", "bench/RESULTS.md", "results file")
 		img     = flag.Bool("image", true, "measure the rescue image's build, size and boot")
 		boots   = flag.Int("boots", 5, "boots to time")
-		dkeys   = flag.String("drill-keys", "10000,100000", "key counts to run `etcd-rescue drill` at (as root, under TCG); empty: no drill")
+		dkeys   = flag.String("drill-keys", "10000,100000", "key counts to run `etcd-rescue-lab drill` at (as root, under TCG); empty: no drill")
 		dtime   = flag.Duration("drill-timeout", 2*time.Hour, "longest one drill may run")
 		kernel  = flag.String("kernel", "", "kernel the drill's VMs boot (default: the one `make kernel` cached)")
 		modules = flag.String("modules", "", "the kernel's /lib/modules/<version> folder (with -kernel)")
 		etcd    = flag.String("etcd", "", "etcd server binary the drill's masters run (default: built from go.etcd.io/etcd/server/v3 at go.mod's version)")
 	)
 	flag.Parse()
-	if err := run(config{sizes: *sizes, runs: *runs, cache: *cache, work: *work, rescue: *rescue, etcdutl: *etcdutl, out: *out, image: *img, boots: *boots,
+	if err := run(config{sizes: *sizes, runs: *runs, cache: *cache, work: *work, rescue: *rescue, lab: *labBin, etcdutl: *etcdutl, out: *out, image: *img, boots: *boots,
 		drillKeys: *dkeys, drillTimeout: *dtime, kernel: *kernel, modules: *modules, etcd: *etcd}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -50,11 +51,11 @@ func main() {
 }
 
 type config struct {
-	sizes, cache, work, rescue, etcdutl, out string
-	runs, boots                              int
-	image                                    bool
-	drillKeys, kernel, modules, etcd         string
-	drillTimeout                             time.Duration
+	sizes, cache, work, rescue, lab, etcdutl, out string
+	runs, boots                                   int
+	image                                         bool
+	drillKeys, kernel, modules, etcd              string
+	drillTimeout                                  time.Duration
 }
 
 func run(c config) error {

@@ -48,8 +48,6 @@ whole plan and changes nothing.`,
 		newDNSHookCmd(),
 		newRemoveSignerCmd(),
 		newFinishCmd(),
-		newDrillCmd(),
-		newLabKubeletCmd(),
 	)
 	return root
 }

@@ -44,7 +44,7 @@ func TestDrillKubeadm(t *testing.T) {
 func runDrill(t *testing.T, prof string, keys int) {
 	rep, err := drill.Run(context.Background(), drill.Options{
 		Keys: keys, Profile: prof, Kernel: lab.kernel, Modules: lab.modules, RescueDir: lab.rescueDir,
-		Binary: lab.binary, Etcd: lab.etcd, WorkDir: t.TempDir(), Accel: lab.accel, Log: t.Logf,
+		LabBinary: lab.labBinary, Etcd: lab.etcd, WorkDir: t.TempDir(), Accel: lab.accel, Log: t.Logf,
 	})
 	var b bytes.Buffer
 	rep.Print(&b)

@@ -18,7 +18,8 @@ import (
 var lab struct {
 	root, tmp       string
 	kernel, modules string
-	binary          string // etcd-rescue
+	binary          string // etcd-rescue, the rescue image's init
+	labBinary       string // etcd-rescue-lab, the lab master OS's init
 	etcd            string
 	rescueDir       string // pxe files of the rescue image
 	rescueCmdline   string
@@ -41,7 +42,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// setup builds etcd-rescue, etcd and the rescue image (pxe files). A
+// setup builds etcd-rescue, etcd-rescue-lab, etcd and the rescue image (pxe files). A
 // missing prerequisite fails the package: the drill is never skipped.
 func setup(m *testing.M) (int, error) {
 	if os.Geteuid() != 0 {
@@ -63,8 +64,12 @@ func setup(m *testing.M) (int, error) {
 		return 1, err
 	}
 	lab.binary = filepath.Join(lab.tmp, "etcd-rescue")
+	lab.labBinary = filepath.Join(lab.tmp, "etcd-rescue-lab")
 	lab.etcd = filepath.Join(lab.tmp, "etcd")
 	if err := qemu.Build(root, "./cmd/etcd-rescue", lab.binary, qemu.BinaryFlags(drillVersion)); err != nil {
+		return 1, err
+	}
+	if err := qemu.Build(root, "./cmd/etcd-rescue-lab", lab.labBinary, qemu.BinaryFlags(drillVersion)); err != nil {
 		return 1, err
 	}
 	if err := qemu.Build(root, "go.etcd.io/etcd/server/v3", lab.etcd, "-s -w"); err != nil {

@@ -163,7 +163,10 @@ func (l *lab) start(name, mac string, timeout time.Duration, kernel, initrd, cmd
 
 // startOS boots the master into the lab master OS.
 func (l *lab) startOS(m *master, name string) error {
-	cmdline := fmt.Sprintf("console=ttyS0,115200 quiet panic=-1 lab.node=%s lab.ip=%s/24 lab.dns=%s %s",
+	// no_timer_check: under TCG on a busy host the kernel's early check
+	// that the timer interrupt arrives through the IO-APIC can time out and
+	// panic ("IO-APIC + timer doesn't work!") before the lab OS starts.
+	cmdline := fmt.Sprintf("console=ttyS0,115200 quiet panic=-1 no_timer_check lab.node=%s lab.ip=%s/24 lab.dns=%s %s",
 		m.fx.NodeName, m.fx.IP, dnsIP, masteros.InitArgs)
 	v, err := l.start(name, m.mac, time.Hour, l.o.Kernel, l.o.masterOS, cmdline, nil, vm.Disk{Path: m.disk, Serial: "master"})
 	m.vm = v

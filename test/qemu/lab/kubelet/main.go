@@ -1,4 +1,4 @@
-// Package kubelet is the init of the lab master OS (`etcd-rescue
+// Package kubelet is the init of the lab master OS (`etcd-rescue-lab
 // lab-kubelet`, started by the kernel as /init), and the lab's only
 // stand-in: it plays the master's kubelet and systemd. As PID 1 it mounts
 // the kernel filesystems, loads the image's modules, gives the node its lab

@@ -1,6 +1,6 @@
 // Package masteros builds the lab master OS: an uncompressed newc initramfs
-// whose /init is etcd-rescue, run by the kernel as `/init lab-kubelet` (the
-// lab kubelet, package lab/kubelet), with a real etcd at
+// whose /init is etcd-rescue-lab, run by the kernel as `/init lab-kubelet`
+// (the lab kubelet, package lab/kubelet), with a real etcd at
 // /bin/etcd (the binary the etcd image would carry) and the kernel modules
 // a lab master needs, loaded by the kubelet in dependency order. The
 // master's state lives on its own virtio disk, not in the initramfs, so one
@@ -33,8 +33,10 @@ const ModulesLoad = "/etc/lab/modules.load"
 
 // Config says what goes into the image.
 type Config struct {
-	// Init is the etcd-rescue binary (static), installed as /init; the
-	// kernel command line ends with InitArgs to make it the lab kubelet.
+	// Init is the etcd-rescue-lab binary (static), installed as /init;
+	// the kernel command line ends with InitArgs to make it the lab
+	// kubelet. The master OS needs nothing of etcd-rescue: the recovery
+	// service it runs is on the master's disk, installed by the restore.
 	Init string
 	// Etcd is the etcd server binary (static), installed as /bin/etcd.
 	Etcd string

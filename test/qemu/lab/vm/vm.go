@@ -1,4 +1,4 @@
-// Package vm runs QEMU virtual machines, for the lab (`etcd-rescue drill`)
+// Package vm runs QEMU virtual machines, for the lab (`etcd-rescue-lab drill`)
 // and, through package test/qemu, for tests: it builds the command line
 // from a Spec (or takes one whole), logs it so a run can be reproduced,
 // keeps the serial console in a buffer that Expect waits on, copies its

@@ -37,7 +37,7 @@ signer gone, an old master that comes back refused, old data kept) and the
 report gives each phase's wall time.
 
 The lab masters run the etcd binary given with --etcd (default: etcd in
-PATH) under this etcd-rescue binary as the lab kubelet.`,
+PATH) under this etcd-rescue-lab binary as the lab kubelet.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			out := c.OutOrStdout()
@@ -62,7 +62,7 @@ PATH) under this etcd-rescue binary as the lab kubelet.`,
 			if err != nil {
 				return err
 			}
-			o.Binary = self
+			o.LabBinary = self
 			o.Log = func(format string, a ...any) {
 				s := fmt.Sprintf(format, a...)
 				if verbose || strings.HasPrefix(s, "=== phase") {
@@ -104,7 +104,7 @@ PATH) under this etcd-rescue binary as the lab kubelet.`,
 }
 
 // newLabKubeletCmd is the lab master OS's init (the kernel runs
-// `/init lab-kubelet`); it never returns.
+// `/init lab-kubelet`, /init being this binary); it never returns.
 func newLabKubeletCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:    "lab-kubelet",
