@@ -112,7 +112,7 @@ func TestRestoreTwiceIsNoOp(t *testing.T) {
 	if err := restore.Run(context.Background(), options(s, &out)); err != nil {
 		t.Fatalf("restore: %v\n%s", err, out.String())
 	}
-	before := disaster.TreeHash(t, s.Root)
+	before, snap := disaster.TreeHash(t, s.Root), disaster.Snap(t, s.Root)
 	out.Reset()
 	if err := restore.Run(context.Background(), options(s, &out)); err != nil {
 		t.Fatalf("second restore: %v\n%s", err, out.String())
@@ -126,7 +126,7 @@ func TestRestoreTwiceIsNoOp(t *testing.T) {
 		}
 	}
 	if after := disaster.TreeHash(t, s.Root); after != before {
-		t.Fatalf("second run changed the root: %v", disaster.TreeDiff(t, s.Root, s.Root))
+		t.Fatalf("second run changed the root: %v", snap.Changes(t))
 	}
 }
 
@@ -169,14 +169,14 @@ func TestRefusesWhileOldMemberAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	before := disaster.TreeHash(t, s.Root)
+	before, snap := disaster.TreeHash(t, s.Root), disaster.Snap(t, s.Root)
 	var out bytes.Buffer
 	err = restore.Run(context.Background(), options(s, &out))
 	if err == nil || !strings.Contains(err.Error(), "still answer") || !strings.Contains(out.String(), "RESTORE-FAILED: ") {
 		t.Fatalf("restore with a live old member: err=%v\n%s", err, out.String())
 	}
 	if disaster.TreeHash(t, s.Root) != before {
-		t.Fatalf("refused restore changed the root: %v", disaster.TreeDiff(t, s.Root, s.Root))
+		t.Fatalf("refused restore changed the root: %v", snap.Changes(t))
 	}
 	out.Reset()
 	o := options(s, &out)
