@@ -223,33 +223,15 @@ func prepare(o Options) (*joiner, error) {
 			jn.kinds = append(jn.kinds, k)
 		}
 	}
-	if jn.j, err = journal.Open(jn.root, "join", jn.now()); err != nil {
+	params := map[string]string{"name": m.Name, "peerURL": m.PeerURL, "profile": prof.Name}
+	var resumed bool
+	if jn.j, resumed, err = journal.Begin(jn.root, "join", params, jn.now(), o.DryRun); err != nil {
 		return nil, err
 	}
-	params := map[string]string{"name": m.Name, "peerURL": m.PeerURL, "profile": prof.Name}
-	if jn.j.Exists() && !sameParams(jn.j.Params, params) {
-		if jn.j.Finished == nil {
-			return nil, fmt.Errorf("journal %s holds an unfinished join of %s (%s): finish it with the same parameters, or move the journal aside to start over",
-				jn.j.File(), jn.j.Params["name"], jn.j.Params["peerURL"])
-		}
-		// A finished join of another member: this is a new run.
-		jn.j.RunID = jn.now().UTC().Format("20060102-150405")
-		jn.j.Steps, jn.j.Notes, jn.j.Kept, jn.j.Finished = map[string]journal.StepRecord{}, map[string]string{}, nil, nil
+	if resumed {
+		fmt.Fprintf(jn.out, "resuming join run %s from %s\n", jn.j.RunID, jn.j.File())
 	}
-	jn.j.Params = params
 	return jn, nil
-}
-
-func sameParams(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func defaultClientURL(peer string) string {

@@ -17,7 +17,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -204,35 +203,12 @@ func newRestore(o Options) (*restore, error) {
 	}
 	warnProxy(r.out, r.member.PeerURL)
 
-	j, err := journal.Open(root, "restore", r.now())
+	j, resumed, err := journal.Begin(root, "restore", r.params(), r.now(), o.DryRun)
 	if err != nil {
 		return nil, err
 	}
-	params := r.params()
-	switch {
-	case !j.Exists():
-		j.Params = params
-	case equalParams(j.Params, params):
+	if resumed {
 		fmt.Fprintf(r.out, "resuming restore run %s from %s\n", j.RunID, j.File())
-	case j.Finished != nil:
-		// A finished run with other parameters: start a new run, keep the
-		// old journal beside that run's kept files.
-		old := j
-		if !o.DryRun {
-			if err := os.MkdirAll(old.BackupDir(root), 0o700); err != nil {
-				return nil, err
-			}
-			if err := os.Rename(old.File(), filepath.Join(old.BackupDir(root), "restore-state.json")); err != nil {
-				return nil, err
-			}
-		}
-		if j, err = journal.Open(root, "restore", r.now()); err != nil {
-			return nil, err
-		}
-		j.Params = params
-	default:
-		return nil, fmt.Errorf("an unfinished restore (run %s, started with %s) is recorded in %s: re-run it with the same flags to resume it, "+
-			"or move that file aside to start over", j.RunID, describeParams(j.Params), j.File())
 	}
 	r.j = j
 	return r, nil
@@ -249,33 +225,6 @@ func (r *restore) params() map[string]string {
 		"profile":        r.prof.Name,
 		"token":          r.o.ClusterToken,
 	}
-}
-
-func equalParams(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-func describeParams(p map[string]string) string {
-	var keys []string
-	for k := range p {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		if p[k] != "" {
-			parts = append(parts, k+"="+p[k])
-		}
-	}
-	return strings.Join(parts, " ")
 }
 
 // token is the restored cluster's initial-cluster-token.
