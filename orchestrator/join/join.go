@@ -29,7 +29,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +38,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/keep"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/members"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
@@ -291,8 +291,10 @@ func (jn *joiner) steps(final *Progress) []steps.Step {
 
 // ---- keep-old-state
 
-// old lists what is in the way: etcd state this join did not write.
-func (jn *joiner) old() (move, copy []string) {
+// old lists what is in the way: etcd state this join did not write. The
+// data dir's contents are moved (the folder stays: it may be a mount
+// point); the environment file is copied, as only its recover block changes.
+func (jn *joiner) old() (move []string, dataDir bool, copy []string) {
 	var files []string
 	files = append(files, jn.prof.Manifest)
 	for _, k := range jn.kinds {
@@ -304,51 +306,49 @@ func (jn *joiner) old() (move, copy []string) {
 			move = append(move, rel)
 		}
 	}
-	if jn.j.Notes["dir:"+jn.prof.DataDir] == "" && !emptyDir(jn.abs(jn.prof.DataDir)) {
-		move = append(move, jn.prof.DataDir)
-	}
+	dataDir = jn.j.Notes["dir:"+jn.prof.DataDir] == "" && len(keep.Entries(jn.abs(jn.prof.DataDir))) > 0
 	if env := jn.prof.EnvFile; env != "" && exists(jn.abs(env)) && !jn.ours(env) {
 		copy = append(copy, env)
 	}
-	return move, copy
+	return move, dataDir, copy
+}
+
+func (jn *joiner) keeper() *keep.Keeper {
+	return &keep.Keeper{Root: jn.root, Journal: jn.j, Out: jn.out}
 }
 
 func (jn *joiner) keepStep() steps.Step {
 	return steps.Step{
 		Name: "keep-old-state",
 		Describe: func() string {
-			move, cp := jn.old()
+			move, dataDir, cp := jn.old()
+			if dataDir {
+				move = append(move, jn.prof.DataDir+"/*")
+			}
 			return fmt.Sprintf("move %s and copy %s to %s", orNone(move), orNone(cp), jn.j.BackupDir(jn.root))
 		},
 		Check: func(context.Context) (steps.State, error) {
-			move, cp := jn.old()
-			if len(move)+len(cp) == 0 {
+			move, dataDir, cp := jn.old()
+			if len(move)+len(cp) == 0 && !dataDir {
 				return steps.Done, nil
 			}
 			return steps.ToDo, nil
 		},
 		Run: func(context.Context) error {
-			move, cp := jn.old()
-			backup := jn.j.BackupDir(jn.root)
+			k := jn.keeper()
+			move, dataDir, cp := jn.old()
 			for _, rel := range cp {
-				dst := filepath.Join(backup, rel)
-				b, err := os.ReadFile(jn.abs(rel))
-				if err != nil {
-					return err
-				}
-				if err := atomicfile.WriteFile(dst, b, 0o600); err != nil {
-					return fmt.Errorf("copy %s aside: %w", rel, err)
-				}
-				if err := jn.j.AddKept(journal.Kept{From: jn.abs(rel), To: dst, How: "copied"}); err != nil {
+				if err := k.Copy(jn.abs(rel), k.Backup(rel)); err != nil {
 					return err
 				}
 			}
 			for _, rel := range move {
-				dst := filepath.Join(backup, rel)
-				if err := moveAside(jn.abs(rel), dst); err != nil {
+				if err := k.Move(jn.abs(rel), k.Backup(rel)); err != nil {
 					return err
 				}
-				if err := jn.j.AddKept(journal.Kept{From: jn.abs(rel), To: dst, How: "moved"}); err != nil {
+			}
+			if dataDir {
+				if _, err := k.MoveContents(jn.abs(jn.prof.DataDir), jn.prof.DataDir); err != nil {
 					return err
 				}
 			}
@@ -365,14 +365,7 @@ func orNone(s []string) string {
 }
 
 // kept returns the path a file was kept at by this run, or "".
-func (jn *joiner) kept(rel string) string {
-	for _, k := range jn.j.Kept {
-		if k.From == jn.abs(rel) {
-			return k.To
-		}
-	}
-	return ""
-}
+func (jn *joiner) kept(rel string) string { return jn.keeper().Where(jn.abs(rel)) }
 
 // ---- keys
 
@@ -577,11 +570,7 @@ func (jn *joiner) requestCerts(ctx context.Context) error {
 	caRel := jn.prof.CACert
 	if have, err := os.ReadFile(jn.abs(caRel)); err != nil || string(have) != resp.CA {
 		if err == nil {
-			dst := filepath.Join(jn.j.BackupDir(jn.root), caRel)
-			if err := moveAside(jn.abs(caRel), dst); err != nil {
-				return err
-			}
-			if err := jn.j.AddKept(journal.Kept{From: jn.abs(caRel), To: dst, How: "moved"}); err != nil {
+			if err := jn.keeper().Move(jn.abs(caRel), jn.keeper().Backup(caRel)); err != nil {
 				return err
 			}
 		}
@@ -918,41 +907,3 @@ func exists(p string) bool {
 	return err == nil
 }
 
-func emptyDir(p string) bool {
-	ents, err := os.ReadDir(p)
-	return err != nil || len(ents) == 0
-}
-
-// moveAside renames src to dst. A directory that cannot be renamed (a mount
-// point, or dst on another filesystem) has its entries moved instead.
-func moveAside(src, dst string) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return err
-	}
-	err := os.Rename(src, dst)
-	if err == nil {
-		return atomicfile.SyncDir(filepath.Dir(dst))
-	}
-	fi, serr := os.Stat(src)
-	if serr != nil || !fi.IsDir() {
-		return fmt.Errorf("move %s aside to %s: %w", src, dst, err)
-	}
-	if err := os.MkdirAll(dst, 0o700); err != nil {
-		return err
-	}
-	ents, rerr := os.ReadDir(src)
-	if rerr != nil {
-		return rerr
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if err := os.Rename(filepath.Join(src, n), filepath.Join(dst, n)); err != nil {
-			return fmt.Errorf("move %s aside to %s (the folder itself is a mount point or on another filesystem): %w", filepath.Join(src, n), dst, err)
-		}
-	}
-	return atomicfile.SyncDir(dst)
-}
