@@ -154,7 +154,7 @@ func (r *restore) checkOldPeers(ctx context.Context) error {
 	}
 	var alive []string
 	for _, m := range info.Members {
-		if m.Name == r.o.Name || contains(m.PeerURLs, r.member.PeerURL) {
+		if m.Name == r.member.Name || contains(m.PeerURLs, r.member.PeerURL) {
 			continue // this master's own old member: etcd is stopped here
 		}
 		for _, pu := range m.PeerURLs {

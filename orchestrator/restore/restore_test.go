@@ -57,12 +57,11 @@ func (k *keepAlive) Cleanup(func()) {}
 
 func options(s *disaster.Scene, out *bytes.Buffer) restore.Options {
 	return restore.Options{
-		Root:           s.Root,
-		BackupDir:      s.BackupDir,
-		Name:           s.Master.MemberName,
-		InitialCluster: s.InitialCluster(),
-		Out:            out,
-		DialTimeout:    200 * time.Millisecond,
+		Root:        s.Root,
+		BackupDir:   s.BackupDir,
+		Member:      s.Member(),
+		Out:         out,
+		DialTimeout: 200 * time.Millisecond,
 	}
 }
 
