@@ -12,8 +12,10 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/signer"
 )
 
+// abs is a path of the master's root.
 func (jn *joiner) abs(rel string) string { return filepath.Join(jn.root, rel) }
 
+// certRel is where the profile keeps the member's certificate and key of a kind.
 func (jn *joiner) certRel(kind string) (cert, key string) {
 	return jn.prof.MemberCert(kind, signer.CertIdentity(jn.m))
 }

@@ -139,6 +139,8 @@ func (jn *joiner) close() {
 	}
 }
 
+// prepare loads and checks the join's inputs and begins or resumes its
+// journal; it changes nothing on the root.
 func prepare(o Options) (*joiner, error) {
 	jn := &joiner{o: o, root: o.Root, out: o.Out}
 	if jn.root == "" {
