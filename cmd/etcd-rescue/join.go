@@ -11,7 +11,6 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/ignition"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/join"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/signer"
 )
 
@@ -45,10 +44,10 @@ reports a stale member of an old master (--replace-stale removes it).`,
 			}
 			// A CA pin or certificate the Ignition config carried.
 			if o.CACert == "" && o.CAHash == "" {
-				if b, err := os.ReadFile(filepath.Join(o.Root, join.RoleCAHashFile)); err == nil {
+				if b, err := os.ReadFile(filepath.Join(o.Root, ignition.CAPinPath)); err == nil {
 					o.CAHash = strings.TrimSpace(string(b))
-				} else if exists(filepath.Join(o.Root, join.RoleCAFile)) {
-					o.CACert = filepath.Join(o.Root, join.RoleCAFile)
+				} else if exists(filepath.Join(o.Root, ignition.CACertPath)) {
+					o.CACert = filepath.Join(o.Root, ignition.CACertPath)
 				}
 			}
 			if planPath != "" {
@@ -58,15 +57,13 @@ reports a stale member of an old master (--replace-stale removes it).`,
 				}
 				o.Plan = p
 			}
-			if profName != "" {
-				p, err := profile.Get(profName)
-				if err != nil {
-					return err
-				}
-				o.Profile = p
+			prof, err := profileFlag(profName)
+			if err != nil {
+				return err
 			}
+			o.Profile = prof
 			if o.Token == "" && tokenFile != "" {
-				t, err := signer.ReadToken(tokenFile, o.Name)
+				t, err := signer.ReadToken(tokenFile, o.Member.Name)
 				if err != nil && !errors.Is(err, os.ErrNotExist) {
 					return err
 				}
@@ -80,12 +77,12 @@ reports a stale member of an old master (--replace-stale removes it).`,
 	f.StringVar(&o.Root, "root", "/", "this master's root filesystem")
 	f.StringVar(&planPath, "plan", "", "recovery plan (gives URLs, names and the signer; default <root>"+plan.DefaultPath+" when present)")
 	f.StringVar(&profName, "profile", "", "master layout: openshift-4.3 or kubeadm (default: the plan's, else detect)")
-	f.StringVar(&o.Name, "name", "", "this member's etcd name")
-	f.StringVar(&o.Name, "member", "", "same as --name")
-	f.StringVar(&o.PeerURL, "peer-url", "", "this member's peer URL (default: the plan's)")
-	f.StringVar(&o.ClientURL, "client-url", "", "this member's client URL (default: the plan's, else the peer host on 2379)")
-	f.StringVar(&o.DNSName, "dns-name", "", "this member's etcd-N DNS name, without a plan")
-	f.StringVar(&o.IP, "ip", "", "this master's IP, without a plan")
+	f.StringVar(&o.Member.Name, "name", "", "this member's etcd name")
+	f.StringVar(&o.Member.Name, "member", "", "same as --name")
+	f.StringVar(&o.Member.PeerURL, "peer-url", "", "this member's peer URL (default: the plan's)")
+	f.StringVar(&o.Member.ClientURL, "client-url", "", "this member's client URL (default: the plan's, else the peer host on 2379)")
+	f.StringVar(&o.Member.DNSName, "dns-name", "", "this member's etcd-N DNS name, without a plan")
+	f.StringVar(&o.Member.IP, "ip", "", "this master's IP, without a plan")
 	f.StringSliceVar(&o.Endpoints, "endpoints", nil, "client URLs of the restored cluster (default: the survivor's from the plan)")
 	f.StringVar(&o.Signer, "signer", "", "the signer's URL (default: the plan's)")
 	f.StringVar(&o.Token, "token", "", "this master's one-time bootstrap token")

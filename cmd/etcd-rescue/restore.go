@@ -2,17 +2,21 @@ package main
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/live"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 )
 
 func newRestoreCmd() *cobra.Command {
 	var (
-		o           restore.Options
-		criEndpoint string
+		o                                           restore.Options
+		criEndpoint, name, initialCluster, profName string
 	)
 	c := &cobra.Command{
 		Use:   "restore --backup DIR --name NAME --initial-cluster NAME=https://HOST:2380 [--root /] [--dry-run]",
@@ -25,6 +29,15 @@ flags. --dry-run prints the plan and changes nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			o.Out = c.OutOrStdout()
+			prof, err := profileFlag(profName)
+			if err == nil {
+				o.Member, err = restoreMember(name, initialCluster, o.Member.Host)
+			}
+			if err != nil {
+				fmt.Fprintf(o.Out, "RESTORE-FAILED: %v\n", err)
+				return err
+			}
+			o.Profile = prof
 			if o.Online {
 				if o.Root != "/" {
 					return fmt.Errorf("--online restores the running master: it takes --root / (got %s); a master disk mounted elsewhere is restored offline, without --online", o.Root)
@@ -46,10 +59,10 @@ flags. --dry-run prints the plan and changes nothing.`,
 	f.StringVar(&o.BackupDir, "backup", "", "folder with the backup (or one backup file)")
 	f.StringVar(&o.BackupTimestamp, "backup-timestamp", "", "restore the backup with this timestamp instead of the newest")
 	f.BoolVar(&o.SnapshotOnly, "snapshot-only", false, "restore a snapshot without static resources (kubeadm)")
-	f.StringVar(&o.Name, "name", "", "this member's etcd name")
-	f.StringVar(&o.InitialCluster, "initial-cluster", "", "the new one-member cluster: NAME=https://HOST:2380")
-	f.StringVar(&o.Profile, "profile", "", "master layout: openshift-4.3 or kubeadm (default: detect)")
-	f.StringVar(&o.NodeName, "node-name", "", "the node's name (default: the member name without etcd-member-)")
+	f.StringVar(&name, "name", "", "this member's etcd name")
+	f.StringVar(&initialCluster, "initial-cluster", "", "the new one-member cluster: NAME=https://HOST:2380")
+	f.StringVar(&profName, "profile", "", "master layout: openshift-4.3 or kubeadm (default: detect)")
+	f.StringVar(&o.Member.Host, "node-name", "", "the node's name (default: the member name without etcd-member-)")
 	f.StringVar(&o.ClusterToken, "initial-cluster-token", "", "the new cluster's token (default etcd-rescue-<run id>)")
 	f.Int64Var(&o.RevisionBump, "revision-bump", 0, "raise the revision by this much (default: computed from the old data dir)")
 	f.StringVar(&o.EtcdVersion, "etcd-version", "", "the etcd version the master runs (default: the manifest's image tag, else the old data dir)")
@@ -59,4 +72,38 @@ flags. --dry-run prints the plan and changes nothing.`,
 	f.BoolVar(&o.Online, "online", false, "on a live master: stop the static pods and kubelet first, start them after")
 	f.StringVar(&criEndpoint, "cri-endpoint", "", "container runtime socket for --online (default: CRI-O's, then containerd's)")
 	return c
+}
+
+// restoreMember is the restored member as --name, --initial-cluster (which
+// must name this member alone) and --node-name give it.
+func restoreMember(name, initialCluster, nodeName string) (plan.Member, error) {
+	if name == "" {
+		return plan.Member{}, nil // restore says what is missing
+	}
+	members, err := plan.ParseInitialCluster(initialCluster)
+	if err != nil {
+		return plan.Member{}, fmt.Errorf("--initial-cluster: %w", err)
+	}
+	i := slices.IndexFunc(members, func(m plan.Member) bool { return m.Name == name })
+	if i < 0 {
+		return plan.Member{}, fmt.Errorf("--initial-cluster %q does not name this member %q: give %s=https://HOST:2380", initialCluster, name, name)
+	}
+	if len(members) != 1 {
+		return plan.Member{}, fmt.Errorf("--initial-cluster names %d members: a restore starts a one-member cluster (%s=%s); the others join later with `etcd-rescue join`",
+			len(members), name, members[i].PeerURL)
+	}
+	m := members[i]
+	m.Host = nodeName
+	if m.Host == "" {
+		m.Host = strings.TrimPrefix(name, "etcd-member-")
+	}
+	return m, nil
+}
+
+// profileFlag is the layout --profile names; nil (detect it) when empty.
+func profileFlag(name string) (*profile.Profile, error) {
+	if name == "" {
+		return nil, nil
+	}
+	return profile.Get(name)
 }

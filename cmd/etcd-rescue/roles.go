@@ -1,5 +1,5 @@
 package main
 
-// The rescue image's roles (restore, join) register themselves with the
-// boot when their packages are linked in.
+// The rescue image's roles (restore, join, verify) register themselves with
+// the boot when package roles is linked in.
 import _ "github.com/etcd-rescue/etcd-rescue/orchestrator/roles"

@@ -71,8 +71,9 @@ var (
 )
 
 // Register makes a role available to the boot under name (restore, join,
-// verify). Packages that implement a role call it from an init function;
-// registering a name twice panics, as it is a programming error.
+// verify). Package orchestrator/roles calls it from its init functions, so
+// the boot knows no role's package; registering a name twice panics, as it
+// is a programming error.
 func Register(name string, r Role, opts ...RoleOption) {
 	rolesMu.Lock()
 	defer rolesMu.Unlock()

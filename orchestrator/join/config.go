@@ -1,143 +1,140 @@
 package join
 
 import (
-	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 )
 
-// MemberConfig is what the written etcd configuration starts etcd with.
-type MemberConfig struct {
-	Name           string
-	InitialCluster string
-	State          string
-	PeerURL        string
-}
-
-// recoverMarker starts the block OpenShift's etcd-member-recover.sh appends
-// to /etc/etcd/etcd.conf; etcd reads the ETCD_* variables it sets.
-const recoverMarker = "#[recover]"
-
-// recoverVars are the variables of the recover block and their etcd flags.
-var recoverVars = [][2]string{
-	{"ETCD_NAME", "name"},
-	{"ETCD_INITIAL_CLUSTER", "initial-cluster"},
-	{"ETCD_INITIAL_ADVERTISE_PEER_URLS", "initial-advertise-peer-urls"},
-	{"ETCD_INITIAL_CLUSTER_STATE", "initial-cluster-state"},
-}
-
-func (c MemberConfig) value(flag string) string {
-	switch flag {
-	case "name":
-		return c.Name
-	case "initial-cluster":
-		return c.InitialCluster
-	case "initial-advertise-peer-urls":
-		return c.PeerURL
+// rendered returns the files the member's etcd configuration consists of,
+// in write order (environment file before the manifest, which the kubelet
+// acts on at once).
+func (jn *joiner) rendered() ([][2]string, error) {
+	ic := jn.j.Notes["initialCluster"]
+	if ic == "" {
+		return nil, errors.New("no initial cluster recorded: the member-add step has not run")
 	}
-	return c.State
-}
-
-// hasFlag reports whether the manifest passes etcd the flag itself.
-func hasFlag(manifest, flag string) bool {
-	return regexp.MustCompile(`--` + regexp.QuoteMeta(flag) + `[= ]`).MatchString(manifest)
-}
-
-// renderEnvFile returns base without any earlier recover block, plus a
-// recover block for c, as the OpenShift 4.3 recovery script writes it. A
-// variable whose flag the manifest already passes is left out: etcd 3.6+
-// stops when a variable is shadowed by a flag.
-func renderEnvFile(base, manifest string, c MemberConfig) string {
-	if i := strings.Index(base, recoverMarker); i >= 0 {
-		base = base[:i]
-	}
-	var b strings.Builder
-	b.WriteString(strings.TrimRight(base, "\n"))
-	b.WriteString("\n\n" + recoverMarker + "\n")
-	for _, v := range recoverVars {
-		if !hasFlag(manifest, v[1]) {
-			fmt.Fprintf(&b, "%s=%q\n", v[0], c.value(v[1]))
+	c := manifest.Member{Name: jn.m.Name, InitialCluster: ic, State: "existing", PeerURL: jn.m.PeerURL}
+	var m *manifest.Manifest
+	if k := jn.kept(jn.prof.Manifest); k != "" {
+		b, err := os.ReadFile(k)
+		if err != nil {
+			return nil, fmt.Errorf("kept manifest: %w", err)
 		}
-	}
-	return b.String()
-}
-
-// setScriptFlags replaces the values of the member's own flags where a
-// start script passes them (--name, --initial-cluster,
-// --initial-cluster-state); the advertised peer URL keeps the script's form.
-func setScriptFlags(manifest string, c MemberConfig) string {
-	for _, flag := range []string{"name", "initial-cluster", "initial-cluster-state"} {
-		re := regexp.MustCompile(`(--` + regexp.QuoteMeta(flag) + `[= ])("[^"]*"|\S+)`)
-		val := c.value(flag)
-		manifest = re.ReplaceAllStringFunc(manifest, func(m string) string {
-			return re.FindStringSubmatch(m)[1] + val
+		if m, err = manifest.Parse(b); err != nil {
+			return nil, fmt.Errorf("kept manifest %s: %w", k, err)
+		}
+		if jn.prof.Name == profile.OpenShift43 {
+			// What the OpenShift 4.3 recovery script's patch_manifest
+			// does: etcd takes its initial cluster from the recover block,
+			// not from DNS discovery. The discovery init container keeps
+			// its own flag: it still provides ETCD_DNS_NAME and the address.
+			if _, err := m.RemoveScriptFlag("discovery-srv"); err != nil {
+				return nil, err
+			}
+		}
+		if err := m.SetMember(c); err != nil {
+			return nil, err
+		}
+	} else {
+		sc, sk := jn.certRel("server")
+		pc, pk := jn.certRel("peer")
+		fresh, err := renderFresh(freshSpec{
+			Prof: jn.prof, Image: jn.o.Image, Config: c, ClientURL: jn.m.ClientURL, ListenIP: jn.o.ListenIP,
+			ServerCert: "/" + sc, ServerKey: "/" + sk, PeerCert: "/" + pc, PeerKey: "/" + pk, CACert: "/" + jn.prof.CACert,
 		})
-	}
-	return manifest
-}
-
-// patchOpenShiftManifest drops etcd's --discovery-srv flag, so that etcd
-// takes its initial cluster from the recover block (what the OpenShift 4.3
-// recovery script's patch_manifest does). The discovery init container keeps
-// its own flag: it still provides ETCD_DNS_NAME and the address.
-func patchOpenShiftManifest(base string) string {
-	var out []string
-	for _, l := range strings.SplitAfter(base, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(l), "--discovery-srv") {
-			continue
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, l)
+		if m, err = manifest.Parse([]byte(fresh)); err != nil {
+			return nil, fmt.Errorf("new etcd manifest: %w", err)
+		}
 	}
-	return strings.Join(out, "")
-}
-
-// setFlags sets etcd flags in a manifest whose command lists them one per
-// item ("- --name=value"), replacing existing items and adding missing ones
-// after the last flag item.
-func setFlags(base string, flags [][2]string) (string, error) {
-	lines := strings.SplitAfter(base, "\n")
-	for _, f := range flags {
-		prefix := "- --" + f[0] + "="
-		done := false
-		last := -1
-		indent := ""
-		for i, l := range lines {
-			t := strings.TrimSpace(l)
-			if strings.HasPrefix(t, "- --") {
-				last = i
-				indent = l[:len(l)-len(strings.TrimLeft(l, " "))]
-			}
-			if strings.HasPrefix(t, prefix) {
-				lines[i] = l[:len(l)-len(strings.TrimLeft(l, " "))] + prefix + f[1] + "\n"
-				done = true
+	b, err := m.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	var out [][2]string
+	if jn.prof.EnvFile != "" {
+		var envBase []byte
+		if k := jn.kept(jn.prof.EnvFile); k != "" {
+			if envBase, err = os.ReadFile(k); err != nil {
+				return nil, fmt.Errorf("kept %s: %w", jn.prof.EnvFile, err)
 			}
 		}
-		if done {
-			continue
+		env, err := m.WithRecoverBlock(envBase, c)
+		if err != nil {
+			return nil, err
 		}
-		if last < 0 {
-			return "", fmt.Errorf("the etcd manifest lists no --flag items to edit; move it aside and pass --image to write a new one")
-		}
-		ins := indent + prefix + f[1] + "\n"
-		lines = append(lines[:last+1], append([]string{ins}, lines[last+1:]...)...)
+		out = append(out, [2]string{jn.prof.EnvFile, string(env)})
 	}
-	return strings.Join(lines, ""), nil
+	return append(out, [2]string{jn.prof.Manifest, string(b)}), nil
+}
+
+func (jn *joiner) configStep() steps.Step {
+	return steps.Step{
+		Name: "write-config",
+		Describe: func() string {
+			what := jn.prof.Manifest
+			if jn.prof.EnvFile != "" {
+				what = jn.prof.EnvFile + " (recover block) and " + what
+			}
+			ic := jn.j.Notes["initialCluster"]
+			if ic == "" {
+				ic = "<current members>+" + jn.m.Name
+			}
+			return fmt.Sprintf("write %s: initial-cluster=%s, initial-cluster-state=existing", what, ic)
+		},
+		Check: func(context.Context) (steps.State, error) {
+			files, err := jn.rendered()
+			if err != nil {
+				return steps.ToDo, nil
+			}
+			for _, f := range files {
+				if b, err := os.ReadFile(jn.abs(f[0])); err != nil || string(b) != f[1] {
+					return steps.ToDo, nil
+				}
+			}
+			if jn.j.Notes["dir:"+jn.prof.DataDir] == "" {
+				return steps.ToDo, nil
+			}
+			return steps.Done, nil
+		},
+		Run: func(context.Context) error {
+			files, err := jn.rendered()
+			if err != nil {
+				return err
+			}
+			// The data dir etcd creates from here on is this member's.
+			if err := os.MkdirAll(jn.abs(jn.prof.DataDir), 0o700); err != nil {
+				return err
+			}
+			if err := jn.j.Note("dir:"+jn.prof.DataDir, "ours"); err != nil {
+				return err
+			}
+			for _, f := range files {
+				if err := jn.writeOurs(f[0], []byte(f[1]), 0o644); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
 }
 
 // freshSpec is what a new etcd manifest needs when the master has none.
 type freshSpec struct {
 	Prof      *profile.Profile
 	Image     string
-	Config    MemberConfig
+	Config    manifest.Member
 	ClientURL string
 	ListenIP  string
 	// Cert paths on the host, absolute.
@@ -225,90 +222,4 @@ spec:
       type: DirectoryOrCreate
 `, certDir, dataDir, certDir, dataDir)
 	return b.String(), nil
-}
-
-// ReadMemberConfig reads back the member configuration join wrote under
-// root: the flags the manifest passes (values still holding ${VARS} are
-// skipped), overlaid with the recover block of the environment file.
-func ReadMemberConfig(root string, prof *profile.Profile) (MemberConfig, error) {
-	b, err := os.ReadFile(filepath.Join(root, prof.Manifest))
-	if err != nil {
-		return MemberConfig{}, err
-	}
-	var c MemberConfig
-	for _, l := range strings.Split(string(b), "\n") {
-		t := strings.TrimSuffix(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "- ")), " \\")
-		for _, v := range recoverVars {
-			if val, ok := strings.CutPrefix(t, "--"+v[1]+"="); ok && !strings.Contains(val, "${") {
-				c.set(v[1], strings.Trim(val, `"`))
-			}
-		}
-	}
-	if prof.EnvFile != "" {
-		env, _, err := readRecoverBlock(filepath.Join(root, prof.EnvFile))
-		if err != nil {
-			return c, err
-		}
-		for _, v := range recoverVars {
-			if val := env.value(v[1]); val != "" {
-				c.set(v[1], val)
-			}
-		}
-	}
-	if c.Name == "" || c.InitialCluster == "" {
-		return c, fmt.Errorf("%s sets no member name and initial cluster", prof.Manifest)
-	}
-	return c, nil
-}
-
-func (c *MemberConfig) set(flag, v string) {
-	switch flag {
-	case "name":
-		c.Name = v
-	case "initial-cluster":
-		c.InitialCluster = v
-	case "initial-advertise-peer-urls":
-		c.PeerURL = v
-	default:
-		c.State = v
-	}
-}
-
-func readRecoverBlock(path string) (MemberConfig, bool, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return MemberConfig{}, false, nil
-	}
-	if err != nil {
-		return MemberConfig{}, false, err
-	}
-	defer f.Close()
-	var c MemberConfig
-	in := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if l == recoverMarker {
-			in = true
-			continue
-		}
-		k, v, ok := strings.Cut(l, "=")
-		if !in || !ok {
-			continue
-		}
-		if uq, err := strconv.Unquote(v); err == nil {
-			v = uq
-		}
-		switch k {
-		case "ETCD_NAME":
-			c.Name = v
-		case "ETCD_INITIAL_CLUSTER":
-			c.InitialCluster = v
-		case "ETCD_INITIAL_CLUSTER_STATE":
-			c.State = v
-		case "ETCD_INITIAL_ADVERTISE_PEER_URLS":
-			c.PeerURL = v
-		}
-	}
-	return c, in, sc.Err()
 }

@@ -91,8 +91,8 @@ func growFromRestoredMaster(t *testing.T, profName string) {
 	const keys = 1000
 	s := disaster.Stage(t, disaster.Options{Profile: profName, Keys: keys, Lost: 50})
 	var out bytes.Buffer
-	if err := restore.Run(ctx, restore.Options{Root: s.Root, BackupDir: s.BackupDir, Name: s.Master.MemberName,
-		InitialCluster: s.InitialCluster(), Out: &out, DialTimeout: 200 * time.Millisecond}); err != nil {
+	if err := restore.Run(ctx, restore.Options{Root: s.Root, BackupDir: s.BackupDir, Member: s.Member(),
+		Out: &out, DialTimeout: 200 * time.Millisecond}); err != nil {
 		t.Fatalf("restore: %v\n%s", err, out.String())
 	}
 	survivor := kubelet(t, s.Root, s.Profile, s.Master)
@@ -141,7 +141,7 @@ func growFromRestoredMaster(t *testing.T, profName string) {
 			t.Fatal(err)
 		}
 		out.Reset()
-		return join.Options{Root: root, Plan: p, Name: m.MemberName, Token: tok, Out: &out,
+		return join.Options{Root: root, Plan: p, Member: plan.Member{Name: m.MemberName}, Token: tok, Out: &out,
 			WaitInterval: 200 * time.Millisecond, WaitTimeout: time.Minute}
 	}
 

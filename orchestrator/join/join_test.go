@@ -24,6 +24,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/syncbuf"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/members"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
@@ -183,7 +184,7 @@ func oldMaster(t *testing.T, prof *profile.Profile, m plan.Member) string {
 // root (the recover block, the certificates, the data dir).
 func startEtcd(t *testing.T, e *env, root string, m plan.Member) *embed.Etcd {
 	t.Helper()
-	mc, err := ReadMemberConfig(root, e.prof)
+	mc, err := readMemberConfig(root, e.prof)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,8 +216,36 @@ func startEtcd(t *testing.T, e *env, root string, m plan.Member) *embed.Etcd {
 	return srv
 }
 
+// readMemberConfig reads back what join wrote under root: the flags a
+// list-form manifest passes, overlaid with the recover block of the
+// environment file.
+func readMemberConfig(root string, prof *profile.Profile) (manifest.Member, error) {
+	m, err := manifest.Load(filepath.Join(root, prof.Manifest))
+	if err != nil {
+		return manifest.Member{}, err
+	}
+	c := manifest.Member{Name: m.Flag("name"), InitialCluster: m.Flag("initial-cluster"),
+		State: m.Flag("initial-cluster-state"), PeerURL: m.Flag("initial-advertise-peer-urls")}
+	if prof.EnvFile != "" {
+		b, err := os.ReadFile(filepath.Join(root, prof.EnvFile))
+		if err != nil {
+			return c, err
+		}
+		block, _ := manifest.ReadRecoverBlock(b)
+		for _, f := range [][2]*string{{&c.Name, &block.Name}, {&c.InitialCluster, &block.InitialCluster}, {&c.State, &block.State}, {&c.PeerURL, &block.PeerURL}} {
+			if *f[1] != "" {
+				*f[0] = *f[1]
+			}
+		}
+	}
+	if c.Name == "" || c.InitialCluster == "" {
+		return c, fmt.Errorf("%s sets no member name and initial cluster", prof.Manifest)
+	}
+	return c, nil
+}
+
 func (e *env) options(root string, m plan.Member, out *bytes.Buffer) Options {
-	return Options{Root: root, Plan: e.plan, Name: m.Name, Token: e.tokens[m.Name], Out: out,
+	return Options{Root: root, Plan: e.plan, Member: plan.Member{Name: m.Name}, Token: e.tokens[m.Name], Out: out,
 		WaitInterval: 200 * time.Millisecond, WaitTimeout: time.Minute}
 }
 
@@ -269,7 +298,7 @@ func TestGrowToFullMembership(t *testing.T) {
 
 	// A master asking for an address the plan does not give it is refused too.
 	out.Reset()
-	bad := Options{Root: t.TempDir(), Profile: e.prof, Name: m1.Name, DNSName: m1.DNSName, PeerURL: "https://10.0.0.99:2380", Endpoints: []string{m1.ClientURL},
+	bad := Options{Root: t.TempDir(), Profile: e.prof, Member: plan.Member{Name: m1.Name, DNSName: m1.DNSName, PeerURL: "https://10.0.0.99:2380"}, Endpoints: []string{m1.ClientURL},
 		Signer: e.plan.Signer.Address, Token: e.tokens[m1.Name], CACert: e.pki.CAFile, NoWait: true, Out: &out}
 	if err := Run(ctx, bad); err == nil || !strings.Contains(err.Error(), "SAN 10.0.0.99") {
 		t.Fatalf("foreign SAN: err = %v\n%s", err, out.String())
@@ -278,7 +307,7 @@ func TestGrowToFullMembership(t *testing.T) {
 	// A signer that is not up yet is retried, within bounds.
 	out.Reset()
 	down := bad
-	down.Root, down.DNSName, down.PeerURL, down.Signer, down.SignerTimeout = t.TempDir(), m1.DNSName, m1.PeerURL, etcdtest.FreeURL(t), time.Second
+	down.Root, down.Member.DNSName, down.Member.PeerURL, down.Signer, down.SignerTimeout = t.TempDir(), m1.DNSName, m1.PeerURL, etcdtest.FreeURL(t), time.Second
 	if err := Run(ctx, down); err == nil || !strings.Contains(out.String(), "certificates: signer not ready") {
 		t.Fatalf("signer down: err = %v\n%s", err, out.String())
 	}

@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/members"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 )
 
 // Progress is one look at a joining member.
@@ -169,3 +170,39 @@ func Wait(ctx context.Context, cli *clientv3.Client, o WaitOptions) (Progress, e
 
 // ErrRemoved means the joining member is no longer in the cluster.
 var ErrRemoved = errors.New("member was removed")
+
+func (jn *joiner) waitStep() steps.Step {
+	return steps.Step{
+		Name: "wait-healthy",
+		Describe: func() string {
+			t := jn.o.WaitTimeout
+			if t == 0 {
+				t = 20 * time.Minute
+			}
+			return fmt.Sprintf("wait up to %s until %s is started, promoted to a voting member and its HashKV equals the leader's", t, jn.m.Name)
+		},
+		Check: func(ctx context.Context) (steps.State, error) {
+			if jn.certsValid() != nil {
+				return steps.ToDo, nil
+			}
+			cli, err := jn.client()
+			if err != nil {
+				return 0, err
+			}
+			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if p, err := Probe(ctx, cli, jn.m.PeerURL); err == nil && p.Done() {
+				return steps.Done, nil
+			}
+			return steps.ToDo, nil
+		},
+		Run: func(ctx context.Context) error {
+			cli, err := jn.client()
+			if err != nil {
+				return err
+			}
+			_, err = Wait(ctx, cli, WaitOptions{PeerURL: jn.m.PeerURL, Timeout: jn.o.WaitTimeout, Interval: jn.o.WaitInterval, Promote: true, Out: jn.out})
+			return err
+		},
+	}
+}

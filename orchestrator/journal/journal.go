@@ -1,6 +1,8 @@
 // Package journal keeps the state file of a recovery run in the target root
-// (var/lib/etcd-rescue/state.json), so that a run interrupted by a crash or a
-// power loss resumes where it stopped and ends in the same result.
+// (var/lib/etcd-rescue/<operation>-state.json, for example restore-state.json),
+// so that a run interrupted by a crash or a power loss resumes where it
+// stopped and ends in the same result. Begin is the one way an operation
+// starts or resumes its run.
 //
 // The journal is a record, not the truth: every step still checks real state
 // before it acts. What the journal adds is what real state cannot tell: the
@@ -16,6 +18,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
@@ -50,17 +55,33 @@ type Journal struct {
 
 // StepRecord is the state of one step.
 type StepRecord struct {
-	State string    `json:"state"` // started, done, skipped, failed
+	State string    `json:"state"` // started, done or failed
 	At    time.Time `json:"at"`
 	Error string    `json:"error,omitempty"`
 }
 
-// Kept is one file or directory moved or copied out of the way.
+// Kept is one file or directory moved or copied out of the way. It is
+// recorded before the move, so a run that crashes in the middle finds it
+// and finishes the move, and an undo knows where everything went.
 type Kept struct {
 	From string `json:"from"`
 	To   string `json:"to"`
-	How  string `json:"how"` // "moved" or "copied"
+	// How is Moved, MovedContents or Copied.
+	How string `json:"how"`
+	// Entries are the names MovedContents moved from From into To.
+	Entries []string `json:"entries,omitempty"`
 }
+
+// How a path was kept.
+const (
+	// Moved: From was renamed to To.
+	Moved = "moved"
+	// MovedContents: From stays (a mount point, or a symlink's target) and
+	// its entries were renamed into To.
+	MovedContents = "moved-contents"
+	// Copied: To is a copy; From stays in use.
+	Copied = "copied"
+)
 
 // Path returns the journal's path for a root and operation.
 func Path(root, operation string) string {
@@ -72,6 +93,82 @@ func (j *Journal) BackupDir(root string) string {
 	return filepath.Join(root, Dir, "backup", j.RunID)
 }
 
+// Begin starts or resumes the run of an operation on a root:
+//
+//   - no journal yet: a new run with these parameters (written by its first
+//     step that changes anything);
+//   - a journal with the same parameters: that run resumes (resumed is true),
+//     finished or not, so a re-run of a finished run changes nothing;
+//   - a finished run with other parameters: a new run starts, and the old
+//     journal moves to the old run's backup folder (not in a dry run);
+//   - an unfinished run with other parameters: refused, saying how to go on.
+func Begin(root, operation string, params map[string]string, now time.Time, dryRun bool) (j *Journal, resumed bool, err error) {
+	j, err = Open(root, operation, now)
+	if err != nil {
+		return nil, false, err
+	}
+	switch {
+	case !j.Exists():
+		j.Params = params
+		return j, false, nil
+	case equalParams(j.Params, params):
+		return j, true, nil
+	case j.Finished == nil:
+		return nil, false, fmt.Errorf("an unfinished %s (run %s, started with %s) is recorded in %s: re-run it with the same flags to resume it, "+
+			"or move that file aside to start over", operation, j.RunID, describeParams(j.Params), j.File())
+	}
+	if !dryRun {
+		if err := j.archive(root); err != nil {
+			return nil, false, err
+		}
+	}
+	// The new run gets a backup folder of its own.
+	old := j.RunID
+	j = fresh(root, j.path, operation, now, old)
+	j.Params = params
+	return j, false, nil
+}
+
+// archive moves a finished run's journal beside what that run kept.
+func (j *Journal) archive(root string) error {
+	dir := j.BackupDir(root)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Rename(j.path, filepath.Join(dir, filepath.Base(j.path))); err != nil {
+		return fmt.Errorf("move the finished run's journal aside: %w", err)
+	}
+	return nil
+}
+
+func equalParams(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// describeParams lists the non-empty parameters, sorted: "name=a profile=b".
+func describeParams(p map[string]string) string {
+	var keys []string
+	for k := range p {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		if p[k] != "" {
+			parts = append(parts, k+"="+p[k])
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
 // Open loads the journal of an operation, or returns a fresh one (not yet
 // written) when there is none or the previous one finished.
 func Open(root, operation string, now time.Time) (*Journal, error) {
@@ -79,7 +176,7 @@ func Open(root, operation string, now time.Time) (*Journal, error) {
 	b, err := os.ReadFile(p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return fresh(root, p, operation, now), nil
+		return fresh(root, p, operation, now, ""), nil
 	case err != nil:
 		return nil, fmt.Errorf("read journal: %w", err)
 	}
@@ -98,8 +195,8 @@ func Open(root, operation string, now time.Time) (*Journal, error) {
 }
 
 // fresh starts a journal whose run ID (its backup folder's name) no
-// earlier run used: two runs in the same second get -2, -3….
-func fresh(root, p, operation string, now time.Time) *Journal {
+// earlier run used, nor taken: two runs in the same second get -2, -3….
+func fresh(root, p, operation string, now time.Time, taken string) *Journal {
 	j := &Journal{
 		Operation: operation,
 		RunID:     now.UTC().Format("20060102-150405"),
@@ -109,7 +206,7 @@ func fresh(root, p, operation string, now time.Time) *Journal {
 	}
 	base := j.RunID
 	for n := 2; ; n++ {
-		if _, err := os.Lstat(j.BackupDir(root)); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Lstat(j.BackupDir(root)); errors.Is(err, fs.ErrNotExist) && j.RunID != taken {
 			return j
 		}
 		j.RunID = fmt.Sprintf("%s-%d", base, n)
@@ -145,15 +242,36 @@ func (j *Journal) Note(key, value string) error {
 }
 
 // AddKept records a kept path and saves the journal. Recording the same
-// pair twice (a resumed run) is a no-op.
+// move again (a resumed run) only adds the entries not yet recorded.
 func (j *Journal) AddKept(k Kept) error {
-	for _, have := range j.Kept {
-		if have == k {
+	for i, have := range j.Kept {
+		if have.From != k.From || have.To != k.To || have.How != k.How {
+			continue
+		}
+		added := false
+		for _, e := range k.Entries {
+			if !slices.Contains(have.Entries, e) {
+				j.Kept[i].Entries = append(j.Kept[i].Entries, e)
+				added = true
+			}
+		}
+		if !added {
 			return nil
 		}
+		return j.Save()
 	}
 	j.Kept = append(j.Kept, k)
 	return j.Save()
+}
+
+// KeptAt returns the record of what was kept from a path, if any.
+func (j *Journal) KeptAt(from string) (Kept, bool) {
+	for _, k := range j.Kept {
+		if k.From == from {
+			return k, true
+		}
+	}
+	return Kept{}, false
 }
 
 // Save writes the journal atomically, so a power loss leaves the old or

@@ -3,6 +3,7 @@ package journal
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -47,5 +48,44 @@ func TestDamagedJournalSaysWhatToDo(t *testing.T) {
 	os.WriteFile(p, []byte("{not json"), 0o600)
 	if _, err := Open(root, "join", time.Now()); err == nil {
 		t.Fatal("a damaged journal was accepted")
+	}
+}
+
+func TestBeginResumesRefusesAndArchives(t *testing.T) {
+	root := t.TempDir()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	a := map[string]string{"name": "a"}
+	j, resumed, err := Begin(root, "join", a, now, false)
+	if err != nil || resumed || j.Params["name"] != "a" {
+		t.Fatalf("first begin: %v resumed=%v %+v", err, resumed, j)
+	}
+	if err := j.SetStep("keep", "done", nil); err != nil {
+		t.Fatal(err)
+	}
+	if j, resumed, err = Begin(root, "join", a, now.Add(time.Minute), false); err != nil || !resumed || !j.StepDone("keep") {
+		t.Fatalf("same parameters did not resume: %v resumed=%v", err, resumed)
+	}
+	b := map[string]string{"name": "b"}
+	if _, _, err := Begin(root, "join", b, now, false); err == nil || !strings.Contains(err.Error(), "an unfinished join (run 20260102-030405, started with name=a)") {
+		t.Fatalf("other parameters over an unfinished run: %v", err)
+	}
+	fin := now.Add(time.Hour)
+	j.Finished = &fin
+	if err := j.Save(); err != nil {
+		t.Fatal(err)
+	}
+	dry, resumed, err := Begin(root, "join", b, now, true)
+	if err != nil || resumed || dry.RunID == j.RunID || len(dry.Steps) != 0 {
+		t.Fatalf("dry run after a finished run: %v resumed=%v %+v", err, resumed, dry)
+	}
+	if _, err := os.Stat(Path(root, "join")); err != nil {
+		t.Fatalf("a dry run moved the finished journal: %v", err)
+	}
+	next, resumed, err := Begin(root, "join", b, now, false)
+	if err != nil || resumed || next.RunID != "20260102-030405-2" || next.Exists() {
+		t.Fatalf("new run after a finished one: %v resumed=%v %+v", err, resumed, next)
+	}
+	if _, err := os.Stat(filepath.Join(j.BackupDir(root), "join-state.json")); err != nil {
+		t.Fatalf("finished journal not kept in its run's backup folder: %v", err)
 	}
 }

@@ -171,3 +171,52 @@ spec:
 		t.Fatal("Flag reads the wrong values")
 	}
 }
+
+// The recover block is read back as the start script reads it: the shell
+// sources etcd.conf with set -a, so etcd sees the variables.
+func TestRecoverBlockReachesEtcdThroughTheStartScript(t *testing.T) {
+	root := t.TempDir()
+	conf := filepath.Join(root, "etc/etcd/etcd.conf")
+	os.MkdirAll(filepath.Dir(conf), 0o755)
+	base := "ETCD_HEARTBEAT_INTERVAL=100\n\n#[recover]\nETCD_NAME=old\nETCD_INITIAL_CLUSTER=old=https://b:2380\n"
+	m, err := Parse([]byte(strings.Replace(scriptPod, "--discovery-srv example.com \\", "--discovery-srv example.com \\\n        --name=stale \\", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Member{Name: "etcd-member-master-0", InitialCluster: "etcd-member-master-0=https://10.0.0.10:2380", State: "existing", PeerURL: "https://10.0.0.10:2380"}
+	if err := m.SetMember(c); err != nil {
+		t.Fatal(err)
+	}
+	env, err := m.WithRecoverBlock([]byte(base), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The script passes --name and --initial-advertise-peer-urls itself:
+	// the block leaves their variables out.
+	want := "ETCD_HEARTBEAT_INTERVAL=100\n\n#[recover]\n" +
+		"ETCD_INITIAL_CLUSTER=\"etcd-member-master-0=https://10.0.0.10:2380\"\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n"
+	if string(env) != want {
+		t.Fatalf("etcd.conf\n got %q\nwant %q ", env, want)
+	}
+	if got, ok := ReadRecoverBlock(env); !ok || got.Name != "" || got.InitialCluster != c.InitialCluster || got.State != c.State || got.PeerURL != "" {
+		t.Fatalf("read back %+v %v", got, ok)
+	}
+	os.WriteFile(conf, env, 0o644)
+	inv, err := m.Invocation(Runtime{Root: root, NodeName: "master-0",
+		Files: map[string]string{"/run/etcd/environment": "ETCD_IPV4_ADDRESS=10.0.0.10\nETCD_DNS_NAME=etcd-0.example.com\n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	envs := strings.Join(inv.Env, " ")
+	for _, w := range []string{"ETCD_INITIAL_CLUSTER=etcd-member-master-0=https://10.0.0.10:2380", "ETCD_INITIAL_CLUSTER_STATE=existing"} {
+		if !strings.Contains(envs, w) {
+			t.Errorf("etcd's environment lacks %s: %v", w, inv.Env)
+		}
+	}
+	if f := inv.Flags(); f["name"] != c.Name {
+		t.Errorf("the script's own --name is %q, want %q", f["name"], c.Name)
+	}
+	if _, err := m.WithRecoverBlock(nil, Member{InitialCluster: "a=$(reboot)"}); err == nil {
+		t.Error("a value the shell would expand was written")
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/fixture"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 )
@@ -88,8 +89,8 @@ func (c *compatMaster) backUp(bin string, n int) (string, int64) {
 }
 
 func (c *compatMaster) restore(bdir, etcdVersion string, out *bytes.Buffer) error {
-	return restore.Run(context.Background(), restore.Options{Root: c.root, BackupDir: bdir, Name: c.m.MemberName, EtcdVersion: etcdVersion,
-		InitialCluster: c.m.MemberName + "=" + c.fm.PeerURL(), Out: out, DialTimeout: 200 * time.Millisecond})
+	return restore.Run(context.Background(), restore.Options{Root: c.root, BackupDir: bdir, EtcdVersion: etcdVersion,
+		Member: plan.Member{Name: c.m.MemberName, PeerURL: c.fm.PeerURL()}, Out: out, DialTimeout: 200 * time.Millisecond})
 }
 
 // TestRestoreOpensInEachEtcdVersion runs, for each etcd version real
@@ -240,7 +241,7 @@ func TestRestoreOpensInEtcd33OnOpenShift43(t *testing.T) {
 	cli.Close()
 
 	var out bytes.Buffer
-	if err := restore.Run(ctx, restore.Options{Root: root, BackupDir: bdir, Name: fm.MemberName, InitialCluster: fm.MemberName + "=" + fm.PeerURL(),
+	if err := restore.Run(ctx, restore.Options{Root: root, BackupDir: bdir, Member: plan.Member{Name: fm.MemberName, PeerURL: fm.PeerURL()},
 		Out: &out, DialTimeout: 200 * time.Millisecond}); err != nil {
 		t.Fatalf("restore: %v\n%s", err, out.String())
 	}

@@ -103,20 +103,24 @@ func (r *restore) checkWritable() error {
 	return nil
 }
 
+// nearestExisting returns p or its closest existing parent.
+func nearestExisting(p string) string {
+	for {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return p
+		}
+		p = parent
+	}
+}
+
 // checkDisk wants room for the restored db and its WAL: twice the snapshot.
 func (r *restore) checkDisk() error {
 	need := uint64(2 * r.report.Snapshot.Size)
-	dir := r.abs(r.prof.DataDir)
-	for {
-		if _, err := os.Stat(dir); err == nil {
-			break
-		}
-		parent := parentDir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
+	dir := nearestExisting(r.abs(r.prof.DataDir))
 	free, err := r.diskFree(dir)
 	if err != nil {
 		return fmt.Errorf("free space on %s: %w", dir, err)
@@ -150,7 +154,7 @@ func (r *restore) checkOldPeers(ctx context.Context) error {
 	}
 	var alive []string
 	for _, m := range info.Members {
-		if m.Name == r.o.Name || contains(m.PeerURLs, r.member.PeerURL) {
+		if m.Name == r.member.Name || contains(m.PeerURLs, r.member.PeerURL) {
 			continue // this master's own old member: etcd is stopped here
 		}
 		for _, pu := range m.PeerURLs {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 )
 
@@ -195,15 +194,7 @@ func (r *restore) extractResources(base string) error {
 
 // keepResource moves a file about to be replaced into the backup folder.
 func (r *restore) keepResource(root *os.Root, name, keepBase string) error {
-	to := filepath.Join(keepBase, name)
-	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
-		return err
-	}
-	from := filepath.Join(root.Name(), name)
-	if err := os.Rename(from, to); err != nil {
-		return fmt.Errorf("move %s aside: %w", from, err)
-	}
-	return r.j.AddKept(journal.Kept{From: from, To: to, How: "moved"})
+	return r.keeper().Move(filepath.Join(root.Name(), name), filepath.Join(keepBase, name))
 }
 
 func writeInRoot(root *os.Root, name string, data []byte, mode fs.FileMode) error {

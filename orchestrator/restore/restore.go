@@ -17,7 +17,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -40,16 +39,11 @@ type Options struct {
 	BackupTimestamp string
 	// SnapshotOnly accepts a snapshot without static resources.
 	SnapshotOnly bool
-	// Name is the restored member's name; it must be in InitialCluster.
-	Name string
-	// InitialCluster is "name=https://HOST:2380"; it names only the survivor.
-	InitialCluster string
-	// Profile is the master layout; empty means detect it from Root.
-	Profile string
-	// NodeName is the node's name, needed where the manifest takes the
-	// member name from the pod name (OpenShift 4.3). Empty means derive it
-	// from Name ("etcd-member-<node>").
-	NodeName string
+	// Member is the restored member, the only one of the new cluster: its
+	// Name and PeerURL are required.
+	Member plan.Member
+	// Profile is the master layout; nil means detect it from Root.
+	Profile *profile.Profile
 	// ClusterToken is the restored cluster's initial-cluster-token. Empty
 	// means "etcd-rescue-<run id>", which makes the cluster ID new even
 	// when the member's name and URL are the old ones.
@@ -94,19 +88,54 @@ type Host interface {
 // Run restores. It prints every step and ends with RESTORE-OK or
 // RESTORE-FAILED: reason.
 func Run(ctx context.Context, o Options) error {
+	r, err := Prepare(o)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return r.Execute(ctx, nil, "")
+}
+
+// Restore is a restore whose inputs are loaded and checked and whose
+// journal is begun (or resumed); nothing on the root has changed yet.
+type Restore struct{ r *restore }
+
+// Prepare loads and checks a restore's inputs and begins or resumes its
+// run. On error it prints RESTORE-FAILED: reason.
+func Prepare(o Options) (*Restore, error) {
 	r, err := newRestore(o)
 	if err != nil {
 		if o.Out != nil {
 			fmt.Fprintf(o.Out, "RESTORE-FAILED: %v\n", oneLine(err))
 		}
-		return err
+		return nil, err
 	}
-	defer r.cleanup()
+	return &Restore{r: r}, nil
+}
+
+// Close removes what a dry run extracted outside the root.
+func (x *Restore) Close() { x.r.cleanup() }
+
+// Execute runs the restore's steps followed by more (the rescue image's
+// restore role appends the signer's install steps) as one journaled list,
+// printing one numbered list and one marker line: RESTORE-OK with the
+// restore's summary, and done after it when given, or RESTORE-FAILED. The
+// run is recorded finished when every step succeeded.
+func (x *Restore) Execute(ctx context.Context, more []steps.Step, done string) error {
+	r, o := x.r, x.r.o
 	runner := &steps.Runner{Operation: "restore", Out: r.out, DryRun: o.DryRun, Journal: r.j, Now: o.Now, AfterStep: o.AfterStep}
 	if o.DryRun {
 		runner.Journal = nil
 	}
-	err = runner.Run(ctx, r.steps(), r.summary)
+	err := runner.Run(ctx, append(r.steps(), more...), func() string {
+		if done == "" {
+			return r.summary()
+		}
+		return r.summary() + "; " + done
+	})
+	if err == nil && !o.DryRun {
+		err = r.removeScratch()
+	}
 	if err == nil && !o.DryRun && r.j.Finished == nil {
 		t := r.now().UTC()
 		r.j.Finished = &t
@@ -165,7 +194,7 @@ func newRestore(o Options) (*restore, error) {
 	if o.BackupDir == "" {
 		return nil, errors.New("no backup given: pass --backup DIR (the folder with snapshot_<ts>.db and static_kuberesources_<ts>.tar.gz)")
 	}
-	if o.Name == "" {
+	if o.Member.Name == "" {
 		return nil, errors.New("no member name given: pass --name, the etcd member name of this master")
 	}
 	if o.EtcdVersion != "" {
@@ -173,66 +202,23 @@ func newRestore(o Options) (*restore, error) {
 			return nil, fmt.Errorf("--etcd-version: %w", err)
 		}
 	}
-	members, err := plan.ParseInitialCluster(o.InitialCluster)
-	if err != nil {
-		return nil, fmt.Errorf("--initial-cluster: %w", err)
+	if _, err := plan.ParseInitialCluster(plan.InitialCluster(o.Member)); err != nil {
+		return nil, fmt.Errorf("member %s: %w", o.Member.Name, err)
 	}
-	r := &restore{o: o, out: o.Out}
-	found := false
-	for _, m := range members {
-		if m.Name == o.Name {
-			r.member, found = m, true
+	r := &restore{o: o, out: o.Out, member: o.Member, prof: o.Profile}
+	if r.prof == nil {
+		if r.prof, err = profile.Detect(root); err != nil {
+			return nil, err
 		}
-	}
-	if !found {
-		return nil, fmt.Errorf("--initial-cluster %q does not name this member %q: give %s=https://HOST:2380", o.InitialCluster, o.Name, o.Name)
-	}
-	if len(members) != 1 {
-		return nil, fmt.Errorf("--initial-cluster names %d members: a restore starts a one-member cluster (%s=%s); the others join later with `etcd-rescue join`",
-			len(members), r.member.Name, r.member.PeerURL)
-	}
-	if o.Profile != "" {
-		r.prof, err = profile.Get(o.Profile)
-	} else {
-		r.prof, err = profile.Detect(root)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if r.o.NodeName == "" && r.prof.Name == profile.OpenShift43 {
-		r.o.NodeName = strings.TrimPrefix(o.Name, "etcd-member-")
 	}
 	warnProxy(r.out, r.member.PeerURL)
 
-	j, err := journal.Open(root, "restore", r.now())
+	j, resumed, err := journal.Begin(root, "restore", r.params(), r.now(), o.DryRun)
 	if err != nil {
 		return nil, err
 	}
-	params := r.params()
-	switch {
-	case !j.Exists():
-		j.Params = params
-	case equalParams(j.Params, params):
+	if resumed {
 		fmt.Fprintf(r.out, "resuming restore run %s from %s\n", j.RunID, j.File())
-	case j.Finished != nil:
-		// A finished run with other parameters: start a new run, keep the
-		// old journal beside that run's kept files.
-		old := j
-		if !o.DryRun {
-			if err := os.MkdirAll(old.BackupDir(root), 0o700); err != nil {
-				return nil, err
-			}
-			if err := os.Rename(old.File(), filepath.Join(old.BackupDir(root), "restore-state.json")); err != nil {
-				return nil, err
-			}
-		}
-		if j, err = journal.Open(root, "restore", r.now()); err != nil {
-			return nil, err
-		}
-		j.Params = params
-	default:
-		return nil, fmt.Errorf("an unfinished restore (run %s, started with %s) is recorded in %s: re-run it with the same flags to resume it, "+
-			"or move that file aside to start over", j.RunID, describeParams(j.Params), j.File())
 	}
 	r.j = j
 	return r, nil
@@ -244,38 +230,11 @@ func newRestore(o Options) (*restore, error) {
 // is checked by name in the verify step.
 func (r *restore) params() map[string]string {
 	return map[string]string{
-		"name":           r.o.Name,
-		"initialCluster": r.o.InitialCluster,
+		"name":           r.member.Name,
+		"initialCluster": plan.InitialCluster(r.member),
 		"profile":        r.prof.Name,
 		"token":          r.o.ClusterToken,
 	}
-}
-
-func equalParams(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-func describeParams(p map[string]string) string {
-	var keys []string
-	for k := range p {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		if p[k] != "" {
-			parts = append(parts, k+"="+p[k])
-		}
-	}
-	return strings.Join(parts, " ")
 }
 
 // token is the restored cluster's initial-cluster-token.
@@ -330,7 +289,7 @@ func (r *restore) steps() []steps.Step {
 
 func (r *restore) summary() string {
 	return fmt.Sprintf("member=%s cluster-id=%s revision=%s kept=%s",
-		r.o.Name, r.j.Notes["clusterID"], r.j.Notes["revision"], r.j.BackupDir(r.o.Root))
+		r.member.Name, r.j.Notes["clusterID"], r.j.Notes["revision"], r.j.BackupDir(r.o.Root))
 }
 
 func warnProxy(w io.Writer, peerURL string) {

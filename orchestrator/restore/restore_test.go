@@ -57,12 +57,11 @@ func (k *keepAlive) Cleanup(func()) {}
 
 func options(s *disaster.Scene, out *bytes.Buffer) restore.Options {
 	return restore.Options{
-		Root:           s.Root,
-		BackupDir:      s.BackupDir,
-		Name:           s.Master.MemberName,
-		InitialCluster: s.InitialCluster(),
-		Out:            out,
-		DialTimeout:    200 * time.Millisecond,
+		Root:        s.Root,
+		BackupDir:   s.BackupDir,
+		Member:      s.Member(),
+		Out:         out,
+		DialTimeout: 200 * time.Millisecond,
 	}
 }
 
@@ -112,7 +111,7 @@ func TestRestoreTwiceIsNoOp(t *testing.T) {
 	if err := restore.Run(context.Background(), options(s, &out)); err != nil {
 		t.Fatalf("restore: %v\n%s", err, out.String())
 	}
-	before := disaster.TreeHash(t, s.Root)
+	before, snap := disaster.TreeHash(t, s.Root), disaster.Snap(t, s.Root)
 	out.Reset()
 	if err := restore.Run(context.Background(), options(s, &out)); err != nil {
 		t.Fatalf("second restore: %v\n%s", err, out.String())
@@ -126,7 +125,7 @@ func TestRestoreTwiceIsNoOp(t *testing.T) {
 		}
 	}
 	if after := disaster.TreeHash(t, s.Root); after != before {
-		t.Fatalf("second run changed the root: %v", disaster.TreeDiff(t, s.Root, s.Root))
+		t.Fatalf("second run changed the root: %v", snap.Changes(t))
 	}
 }
 
@@ -169,14 +168,14 @@ func TestRefusesWhileOldMemberAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	before := disaster.TreeHash(t, s.Root)
+	before, snap := disaster.TreeHash(t, s.Root), disaster.Snap(t, s.Root)
 	var out bytes.Buffer
 	err = restore.Run(context.Background(), options(s, &out))
 	if err == nil || !strings.Contains(err.Error(), "still answer") || !strings.Contains(out.String(), "RESTORE-FAILED: ") {
 		t.Fatalf("restore with a live old member: err=%v\n%s", err, out.String())
 	}
 	if disaster.TreeHash(t, s.Root) != before {
-		t.Fatalf("refused restore changed the root: %v", disaster.TreeDiff(t, s.Root, s.Root))
+		t.Fatalf("refused restore changed the root: %v", snap.Changes(t))
 	}
 	out.Reset()
 	o := options(s, &out)

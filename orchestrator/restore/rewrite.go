@@ -5,10 +5,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 )
@@ -18,7 +18,7 @@ func (r *restore) rewriteManifestStep() steps.Step {
 		Name: "rewrite-manifest",
 		Describe: func() string {
 			return fmt.Sprintf("rewrite %s for a one-member cluster: name %s, initial-cluster %s, initial-cluster-state new",
-				r.manifestPath(), r.o.Name, r.o.InitialCluster)
+				r.manifestPath(), r.member.Name, plan.InitialCluster(r.member))
 		},
 		Check: func(context.Context) (steps.State, error) {
 			m, conf, err := r.rewritten()
@@ -67,64 +67,31 @@ func (r *restore) rewritten() (*manifest.Manifest, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	c := manifest.Member{Name: r.member.Name, InitialCluster: plan.InitialCluster(r.member), State: "new", PeerURL: r.member.PeerURL}
 	if r.prof.Name == profile.OpenShift43 {
 		// As the 4.3 restore does: DNS discovery would bring back the old
 		// three-member cluster.
 		if _, err := m.RemoveScriptFlag("discovery-srv"); err != nil {
 			return nil, nil, err
 		}
-		for _, kv := range r.memberEnv() {
+		for _, kv := range [][2]string{{"ETCD_NAME", c.Name}, {"ETCD_INITIAL_CLUSTER", c.InitialCluster}, {"ETCD_INITIAL_CLUSTER_STATE", c.State}} {
 			if err := m.SetEnv(kv[0], kv[1]); err != nil {
 				return nil, nil, err
 			}
 		}
-		conf, err := r.envFile()
-		return m, conf, err
 	}
-	for _, kv := range [][2]string{
-		{"name", r.o.Name},
-		{"initial-cluster", r.o.InitialCluster},
-		{"initial-cluster-state", "new"},
-		{"initial-advertise-peer-urls", r.member.PeerURL},
-	} {
-		if err := m.SetFlag(kv[0], kv[1]); err != nil {
-			return nil, nil, err
-		}
+	if err := m.SetMember(c); err != nil {
+		return nil, nil, err
 	}
-	return m, nil, nil
-}
-
-func (r *restore) memberEnv() [][2]string {
-	return [][2]string{
-		{"ETCD_NAME", r.o.Name},
-		{"ETCD_INITIAL_CLUSTER", r.o.InitialCluster},
-		{"ETCD_INITIAL_CLUSTER_STATE", "new"},
+	if r.prof.EnvFile == "" {
+		return m, nil, nil
 	}
-}
-
-const recoverHeader = "#[recover]"
-
-// envFile returns etcd.conf with its recover block (the block the 4.3
-// recovery scripts append) replaced by this member's values.
-func (r *restore) envFile() ([]byte, error) {
 	cur, err := os.ReadFile(r.abs(r.prof.EnvFile))
 	if err != nil && !os.IsNotExist(err) {
-		return nil, err
+		return nil, nil, err
 	}
-	text := string(cur)
-	if i := strings.Index(text, recoverHeader); i >= 0 {
-		text = text[:i]
-	}
-	text = strings.TrimRight(text, "\n")
-	var b strings.Builder
-	if text != "" {
-		b.WriteString(text + "\n\n")
-	}
-	b.WriteString(recoverHeader + "\n")
-	for _, kv := range r.memberEnv() {
-		fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
-	}
-	return []byte(b.String()), nil
+	conf, err := m.WithRecoverBlock(cur, c)
+	return m, conf, err
 }
 
 func (r *restore) envFileMatches(want []byte) bool {

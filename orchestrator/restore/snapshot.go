@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 )
 
@@ -33,17 +34,12 @@ func (r *restore) restoreSnapshotStep() steps.Step {
 		Describe: func() string {
 			bump, why := r.bump()
 			return fmt.Sprintf("restore %s into %s as member %s (%s) of a new cluster (token %s, cluster ID %s); revision bump %d (%s), marked compacted",
-				r.set.Snapshot, r.abs(r.prof.DataDir), r.o.Name, r.member.PeerURL, r.token(), r.clusterID(), bump, why)
+				r.set.Snapshot, r.abs(r.prof.DataDir), r.member.Name, r.member.PeerURL, r.token(), r.clusterID(), bump, why)
 		},
 		Check: func(context.Context) (steps.State, error) {
 			if r.restoreCommitted() {
-				// A crash right after the final rename leaves the emptied
-				// staging folder behind: this run's own scratch space.
-				if !r.o.DryRun {
-					if err := os.RemoveAll(r.stagingDir()); err != nil {
-						return steps.Done, err
-					}
-				}
+				// A crash right after the final rename may have left the
+				// emptied staging folder: removeScratch removes it.
 				return steps.Done, nil
 			}
 			if _, err := os.Stat(filepath.Join(r.abs(r.prof.DataDir), "member")); err == nil {
@@ -77,6 +73,19 @@ func (r *restore) restoreCommitted() bool {
 	return false
 }
 
+// removeScratch removes the emptied staging folder a crash right after the
+// final rename leaves in the data dir: this run's own scratch space, never
+// old state. It runs once every step succeeded.
+func (r *restore) removeScratch() error {
+	if !r.restoreCommitted() {
+		return nil
+	}
+	if err := os.RemoveAll(r.stagingDir()); err != nil {
+		return fmt.Errorf("remove the restore's staging folder: %w", err)
+	}
+	return nil
+}
+
 func (r *restore) stagingDir() string {
 	return filepath.Join(r.abs(r.prof.DataDir), stagingPrefix+r.j.RunID)
 }
@@ -106,7 +115,7 @@ func (r *restore) clusterID() string {
 	if id := r.j.Notes["clusterID"]; id != "" {
 		return id
 	}
-	m, err := types.NewURLsMap(r.o.InitialCluster)
+	m, err := types.NewURLsMap(plan.InitialCluster(r.member))
 	if err != nil {
 		return "?"
 	}
@@ -143,10 +152,10 @@ func (r *restore) restoreSnapshot() error {
 	}
 	err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
 		SnapshotPath:        r.set.Snapshot,
-		Name:                r.o.Name,
+		Name:                r.member.Name,
 		OutputDataDir:       staging,
 		PeerURLs:            []string{r.member.PeerURL},
-		InitialCluster:      r.o.InitialCluster,
+		InitialCluster:      plan.InitialCluster(r.member),
 		InitialClusterToken: r.token(),
 		// The verify-backup step checked the trailer (or the operator
 		// accepted its absence); hashing the copy again reads it twice.

@@ -1,7 +1,3 @@
-// Package roles wires the recovery roles into the rescue image's boot:
-// importing it registers the restore role (the join role registers itself
-// from package join, the verify role from package boot). The boot
-// subcommand imports it for that side effect.
 package roles
 
 import (
@@ -9,23 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
-	"sync"
 
 	"github.com/etcd-rescue/etcd-rescue/ignition"
 	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/boot"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/signer"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
-
-	// The join role registers itself.
-	_ "github.com/etcd-rescue/etcd-rescue/orchestrator/join"
 )
 
 // SignerTokensFile is the Ignition file holding the signer's token store
@@ -41,11 +31,12 @@ func init() {
 }
 
 // Restore is the restore role of the rescue image. On the survivor's root
-// it restores the backup as a one-member cluster (restore.Run with the
-// survivor alone as the initial cluster), then installs the temporary
-// recovery service: the etcd-rescue binary, the plan, the token store when
-// the config carries one, and the signer's systemd unit. It ends with
-// RESTORE-OK only when both parts succeeded, or RESTORE-FAILED: reason.
+// it restores the backup as a one-member cluster (the restore's steps for
+// the plan's survivor), then installs the temporary recovery service: the
+// etcd-rescue binary, the plan, the token store when the config carries
+// one, and the signer's systemd unit. Both parts are one journaled list of
+// steps; it ends with RESTORE-OK only when all succeeded, or
+// RESTORE-FAILED: reason.
 func Restore(ctx context.Context, env *boot.Env) error {
 	p := env.Plan
 	name := env.Role.Member
@@ -58,33 +49,34 @@ func Restore(ctx context.Context, env *boot.Env) error {
 		fmt.Fprintf(env.Console, "RESTORE-FAILED: %v\n", err)
 		return err
 	}
-	// restore.Run prints its own marker; hold back its OK (or dry-run) line
-	// until the recovery service is installed too.
-	hold := &holdMarker{w: env.Console, prefixes: []string{"RESTORE-OK", "RESTORE-DRY-RUN"}}
-	err := restore.Run(ctx, restore.Options{
-		Root:           env.Root,
-		BackupDir:      env.Backup,
-		Name:           m.Name,
-		NodeName:       m.Host,
-		InitialCluster: plan.InitialCluster(m),
-		Profile:        p.Profile,
-		SkipHashCheck:  p.Backup.SkipHashCheck,
-		EtcdVersion:    p.EtcdVersion,
-		DryRun:         env.DryRun,
-		Out:            hold,
+	prof, err := profileOf(p)
+	if err != nil {
+		fmt.Fprintf(env.Console, "RESTORE-FAILED: %v\n", err)
+		return err
+	}
+	r, err := restore.Prepare(restore.Options{
+		Root:          env.Root,
+		BackupDir:     env.Backup,
+		Member:        m,
+		Profile:       prof,
+		SkipHashCheck: p.Backup.SkipHashCheck,
+		EtcdVersion:   p.EtcdVersion,
+		DryRun:        env.DryRun,
+		Out:           env.Console,
 	})
-	hold.flush()
 	if err != nil {
 		return err // RESTORE-FAILED was printed
 	}
-	summary := strings.TrimSpace(strings.TrimPrefix(hold.held(), "RESTORE-OK"))
-	r := steps.Runner{Operation: "restore", Out: env.Console, DryRun: env.DryRun}
-	return r.Run(ctx, installSteps(env), func() string {
-		if summary == "" {
-			return "recovery service installed"
-		}
-		return summary + "; recovery service installed"
-	})
+	defer r.Close()
+	return r.Execute(ctx, installSteps(env), "recovery service installed")
+}
+
+// profileOf is the plan's master layout; nil (detect it) when it names none.
+func profileOf(p *plan.Plan) (*profile.Profile, error) {
+	if p.Profile == "" {
+		return nil, nil
+	}
+	return profile.Get(p.Profile)
 }
 
 // installSteps put the recovery service on the restored root, so that it
@@ -179,52 +171,4 @@ func selfBinary() ([]byte, error) {
 		return nil, errors.New("the running etcd-rescue binary reads as empty")
 	}
 	return b, nil
-}
-
-// holdMarker passes lines through, except one starting with one of the
-// prefixes, which it keeps for the caller.
-type holdMarker struct {
-	w        io.Writer
-	prefixes []string
-
-	mu      sync.Mutex
-	partial []byte
-	marker  string
-}
-
-func (h *holdMarker) Write(p []byte) (int, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.partial = append(h.partial, p...)
-	for {
-		i := bytes.IndexByte(h.partial, '\n')
-		if i < 0 {
-			break
-		}
-		line := string(h.partial[:i+1])
-		h.partial = h.partial[i+1:]
-		if held := slices.ContainsFunc(h.prefixes, func(p string) bool { return strings.HasPrefix(line, p) }); held {
-			h.marker = strings.TrimSuffix(line, "\n")
-			continue
-		}
-		if _, err := io.WriteString(h.w, line); err != nil {
-			return len(p), err
-		}
-	}
-	return len(p), nil
-}
-
-func (h *holdMarker) flush() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.partial) > 0 {
-		h.w.Write(h.partial)
-		h.partial = nil
-	}
-}
-
-func (h *holdMarker) held() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.marker
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,18 @@ func TestRestoreRole(t *testing.T) {
 	text := out.String()
 	if n := strings.Count(text, "RESTORE-OK"); n != 1 {
 		t.Fatalf("RESTORE-OK printed %d times:\n%s", n, text)
+	}
+	// One numbered list: the restore's steps and the install steps are
+	// counted together, the signer's install last.
+	totals := map[string]bool{}
+	for _, m := range regexp.MustCompile(`step \d+/(\d+) `).FindAllStringSubmatch(text, -1) {
+		totals[m[1]] = true
+	}
+	if len(totals) != 1 {
+		t.Fatalf("%d numbered lists of steps:\n%s", len(totals), text)
+	}
+	if last := regexp.MustCompile(`step (\d+)/(\d+) install-signer: done`).FindStringSubmatch(text); last == nil || last[1] != last[2] {
+		t.Fatalf("install-signer is not the last step of the list:\n%s", text)
 	}
 	ok := strings.Index(text, "RESTORE-OK")
 	if inst := strings.Index(text, "install-signer: done"); inst < 0 || inst > ok {

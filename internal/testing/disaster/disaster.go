@@ -165,6 +165,11 @@ func (s *Scene) Copy(t testing.TB) *Scene {
 	return &c
 }
 
+// Member is the survivor as restore takes it.
+func (s *Scene) Member() plan.Member {
+	return plan.Member{Name: s.Master.MemberName, Host: s.Master.NodeName, PeerURL: s.Master.PeerURL()}
+}
+
 // InitialCluster is the survivor's one-member initial cluster.
 func (s *Scene) InitialCluster() string {
 	return plan.InitialCluster(plan.Member{Name: s.Master.MemberName, PeerURL: s.Master.PeerURL()})

@@ -38,6 +38,39 @@ func TreeDiff(t testing.TB, a, b string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return diffLines(la, lb)
+}
+
+// Tree is a folder as it was at one moment, so that a test can later say
+// whether and how it changed.
+type Tree struct {
+	dir   string
+	lines []string
+}
+
+// Snap records a folder's names, types, modes, symlink targets and file
+// contents.
+func Snap(t testing.TB, dir string) Tree {
+	t.Helper()
+	lines, err := treeLines(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Tree{dir: dir, lines: lines}
+}
+
+// Changes lists what differs in the folder now from when it was snapped
+// ("- " was there before, "+ " is there now); none means nothing changed.
+func (tr Tree) Changes(t testing.TB) []string {
+	t.Helper()
+	now, err := treeLines(tr.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return diffLines(tr.lines, now)
+}
+
+func diffLines(la, lb []string) []string {
 	in := map[string]int{}
 	for _, l := range la {
 		in[l]--

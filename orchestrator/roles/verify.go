@@ -1,4 +1,4 @@
-package boot
+package roles
 
 import (
 	"context"
@@ -7,17 +7,18 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/ignition"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/boot"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 )
 
 func init() {
-	Register(ignition.RoleVerify, Verify, NeedsBackup())
+	boot.Register(ignition.RoleVerify, Verify, boot.NeedsBackup())
 }
 
 // Verify is the verify role: it finds the newest complete backup on the
 // backup volume and checks it (snapshot hash and integrity, resources
 // tarball), changing nothing. It ends with VERIFY-OK or VERIFY-FAILED.
-func Verify(ctx context.Context, env *Env) error {
+func Verify(ctx context.Context, env *boot.Env) error {
 	var set *backup.Set
 	var rep *backup.Report
 	list := []steps.Step{

@@ -1,4 +1,4 @@
-package join
+package roles
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 )
 
-func TestRoleDryRunChangesNothing(t *testing.T) {
+func TestJoinRoleDryRunChangesNothing(t *testing.T) {
 	p, err := plan.Parse([]byte(`version: 1
 cluster: {name: test}
 profile: openshift-4.3
@@ -33,8 +33,8 @@ members:
 	var out bytes.Buffer
 	env := &boot.Env{Plan: p, Role: ignition.Role{Role: ignition.RoleJoin, Member: "m1"}, Root: root, Console: &out,
 		Token: []byte("tok\n"), DryRun: true,
-		Files: map[string]ignition.File{RoleCAHashFile: {Data: []byte("sha256:00\n")}}}
-	if err := Role(context.Background(), env); err != nil {
+		Files: map[string]ignition.File{ignition.CAPinPath: {Data: []byte("sha256:00\n")}}}
+	if err := Join(context.Background(), env); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	for _, want := range []string{"keep-old-state: would run: move var/lib/etcd", "certificates: would run", "member-add: would run", "JOIN-DRY-RUN"} {
