@@ -95,7 +95,14 @@ func Read(dbPath string) (info *Info, err error) {
 	}
 	defer db.Close()
 	info = &Info{}
-	err = db.View(func(tx *bolt.Tx) error { return readTx(tx, dbPath, info) })
+	err = db.View(func(tx *bolt.Tx) error {
+		// A file shorter than its own high-water mark lost pages: whether
+		// or not this read touches them, the backend is damaged.
+		if tx.Size() > fi.Size() {
+			return fmt.Errorf("%w: %s is %d bytes, shorter than the %d its meta page records: the file was truncated", ErrDamaged, dbPath, fi.Size(), tx.Size())
+		}
+		return readTx(tx, dbPath, info)
+	})
 	if err != nil {
 		return nil, err
 	}
