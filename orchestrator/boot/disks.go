@@ -65,17 +65,19 @@ func (m *Machine) listDisks() []disk {
 }
 
 // scanDisks waits until the disks the plan names by label or UUID are there
-// (or, with no names, until the set of disks stops changing), at most
-// DeviceWait, and returns what it found.
+// (or, with no names, until the set of disks and devices stops changing),
+// at most DeviceWait, and returns what it found. Devices that appear
+// meanwhile (a USB stick, a SCSI disk scanned late) get their drivers.
 func (m *Machine) scanDisks(ctx context.Context, env *Env, spec roleSpec) []disk {
 	start := time.Now()
 	deadline := start.Add(m.DeviceWait)
 	var prev string
 	stable := start
 	for {
+		busy := m.rescanDevices()
 		disks := m.listDisks()
 		now := describe(disks)
-		if now != prev {
+		if now != prev || busy {
 			prev, stable = now, time.Now()
 		}
 		hinted := m.hintsFound(env, disks)
