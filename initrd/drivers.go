@@ -2,6 +2,7 @@ package initrd
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -28,10 +29,26 @@ var Drivers = []string{
 	"virtio_pci", "virtio_console", "qemu_fw_cfg",
 }
 
-// BootModules are loaded at every boot, whatever the hardware: the
-// filesystems a master root or a backup volume may use (they have no
-// modalias to match).
-var BootModules = []string{"ext4", "xfs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "isofs"}
+// FilesystemModules are the modules each filesystem type the boot mounts
+// needs (the type as the superblock probe names it). The boot loads them
+// before the first mount of that type: they have no modalias to match, and
+// loading all of them at every boot costs seconds under emulation.
+var FilesystemModules = map[string][]string{
+	"ext4":    {"ext4"},
+	"xfs":     {"xfs"},
+	"vfat":    {"vfat", "nls_cp437", "nls_ascii", "nls_utf8"},
+	"iso9660": {"isofs"},
+}
+
+// filesystemModules lists FilesystemModules' modules, sorted.
+func filesystemModules() []string {
+	var out []string
+	for _, mods := range FilesystemModules {
+		out = append(out, mods...)
+	}
+	sort.Strings(out)
+	return out
+}
 
 // OnDemandModules are carried for the steps that need them (bonds, VLANs,
 // device-mapper, md RAID, LUKS) and loaded by those steps only.

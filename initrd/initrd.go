@@ -27,9 +27,11 @@ import (
 )
 
 // ModulesLoadList is where the image lists the modules every boot loads
-// (BootModules), one absolute path a line, dependencies first; the boot
-// program loads them in that order. Drivers are loaded by what the hardware
-// asks for, through the trimmed modules.alias beside the modules.
+// (Config.BootModules, none by default), one absolute path a line,
+// dependencies first; the boot program loads them in that order. Drivers
+// are loaded by what the hardware asks for, through the trimmed
+// modules.alias beside the modules, and filesystems by the first mount of
+// their type.
 const ModulesLoadList = "/etc/etcd-rescue/modules.load"
 
 // BinaryPath is where the etcd-rescue binary lives in the image.
@@ -71,10 +73,11 @@ type Config struct {
 	// Drivers are the device drivers to carry; the boot loads those the
 	// hardware matches. Default DriversFor(the kernel version).
 	Drivers []string
-	// BootModules are loaded at every boot. Default BootModules.
+	// BootModules are loaded at every boot, whatever the hardware.
+	// Default none.
 	BootModules []string
 	// OnDemand are carried for the steps that load them. Default
-	// OnDemandModules.
+	// OnDemandModules and the FilesystemModules.
 	OnDemand []string
 	// Commands are the u-root commands to build into the busybox.
 	// Default DefaultCommands.
@@ -109,11 +112,8 @@ func Build(ctx context.Context, cfg Config, out string) (*Result, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
-	if len(cfg.BootModules) == 0 {
-		cfg.BootModules = BootModules
-	}
 	if len(cfg.OnDemand) == 0 {
-		cfg.OnDemand = OnDemandModules
+		cfg.OnDemand = append(filesystemModules(), OnDemandModules...)
 	}
 	if len(cfg.Commands) == 0 {
 		cfg.Commands = DefaultCommands
@@ -228,16 +228,12 @@ func Skeleton() []cpio.Record {
 // baseArchive holds what u-root does not add itself: the console device the
 // kernel opens for init before devtmpfs is mounted, the carried modules with
 // their index trimmed to them (modules.dep, modules.alias, modules.softdep,
-// and modules.builtin), and the list of modules every boot loads.
+// and modules.builtin), and the list of modules every boot loads, if any.
 func baseArchive(k *Kmods, version string, carried, boot []string) (*cpio.Archive, error) {
 	recs := append(Skeleton(), cpio.Directory("mnt", 0o755), cpio.Directory("etc/etcd-rescue", 0o755))
 	mods, _, err := k.Records(version, carried)
 	if err != nil {
 		return nil, err
-	}
-	var list strings.Builder
-	for _, p := range boot {
-		list.WriteString("/" + path.Join("lib/modules", version, p) + "\n")
 	}
 	dir := path.Join("lib/modules", version)
 	recs = append(recs, mods...)
@@ -246,8 +242,14 @@ func baseArchive(k *Kmods, version string, carried, boot []string) (*cpio.Archiv
 		cpio.StaticFile(path.Join(dir, "modules.alias"), k.AliasFile(carried), 0o644),
 		cpio.StaticFile(path.Join(dir, "modules.softdep"), k.SoftdepFile(carried), 0o644),
 		cpio.StaticFile(path.Join(dir, "modules.builtin"), k.BuiltinFile(), 0o644),
-		cpio.StaticFile(strings.TrimPrefix(ModulesLoadList, "/"), list.String(), 0o644),
 	)
+	if len(boot) > 0 {
+		var list strings.Builder
+		for _, p := range boot {
+			list.WriteString("/" + path.Join("lib/modules", version, p) + "\n")
+		}
+		recs = append(recs, cpio.StaticFile(strings.TrimPrefix(ModulesLoadList, "/"), list.String(), 0o644))
+	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
 	return cpio.ArchiveFromRecords(recs)
 }

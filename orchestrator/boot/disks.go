@@ -81,7 +81,7 @@ func (m *Machine) scanDisks(ctx context.Context, env *Env, spec roleSpec) []disk
 			prev, stable = now, time.Now()
 		}
 		hinted := m.hintsFound(env, disks)
-		if hinted && len(disks) > 0 && time.Since(stable) >= time.Second {
+		if hinted && len(disks) > 0 && time.Since(stable) >= diskSettle {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -93,6 +93,10 @@ func (m *Machine) scanDisks(ctx context.Context, env *Env, spec roleSpec) []disk
 	fmt.Fprintf(m.Console, "disks: %s (%s)\n", describe(disks), time.Since(start).Round(time.Millisecond))
 	return disks
 }
+
+// diskSettle is how long the set of disks (and of devices, see
+// rescanDevices) must stay the same before the boot takes it as complete.
+const diskSettle = 500 * time.Millisecond
 
 func (m *Machine) hintsFound(env *Env, disks []disk) bool {
 	for _, h := range []struct{ label, uuid string }{

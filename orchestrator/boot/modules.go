@@ -24,11 +24,12 @@ const modulesDir = "/lib/modules"
 const coldplugTimeout = 10 * time.Second
 
 // loadModules loads the drivers the machine's devices need (coldplug) and
-// the modules every boot loads (filesystems). The first coldplug pass
-// starts the controllers' drivers, so their disks are probed while the
-// filesystems load; then coldplug runs until no new device appears. A
-// module that fails is reported and skipped: the disks it would have shown
-// are then reported missing with a clearer reason.
+// the modules the image lists for every boot, and makes every later mount
+// load its filesystem's modules first. The first coldplug pass starts the
+// controllers' drivers, so their disks are probed while the listed modules
+// load; then coldplug runs until no new device appears. A module that
+// fails is reported and skipped: the disks it would have shown are then
+// reported missing with a clearer reason.
 func (m *Machine) loadModules(ctx context.Context) {
 	if m.LoadModule == nil {
 		return
@@ -36,6 +37,7 @@ func (m *Machine) loadModules(ctx context.Context) {
 	if idx := m.moduleIndex(); idx != nil {
 		m.coldplug = &coldplug.Loader{Root: m.Root, Index: idx, Load: m.LoadModule, Console: m.Console}
 		m.coldplug.Rescan()
+		m.loadFilesystemsOnMount()
 	}
 	m.loadBootModules()
 	if m.coldplug != nil {
@@ -43,10 +45,35 @@ func (m *Machine) loadModules(ctx context.Context) {
 	}
 }
 
+// loadFilesystemsOnMount wraps Mount so that a filesystem type's modules
+// (initrd.FilesystemModules) are loaded before its first mount. A type the
+// image has no modules for is left to the kernel (built in, or an error
+// from the mount itself).
+func (m *Machine) loadFilesystemsOnMount() {
+	mount := m.Mount
+	if mount == nil {
+		return
+	}
+	m.Mount = func(source, target, fstype string, readOnly bool, data string) error {
+		if mods, ok := initrd.FilesystemModules[fstype]; ok {
+			var carried []string
+			for _, mod := range mods {
+				if m.coldplug.Index.Has(mod) && !m.coldplug.Index.Builtin(mod) {
+					carried = append(carried, mod)
+				}
+			}
+			if err := m.coldplug.LoadModules(carried...); err != nil {
+				return fmt.Errorf("load the %s filesystem's modules: %w", fstype, err)
+			}
+		}
+		return mount(source, target, fstype, readOnly, data)
+	}
+}
+
 // loadBootModules loads the modules listed in ModulesLoadList, in order.
 func (m *Machine) loadBootModules() {
 	b, err := os.ReadFile(m.path(ModulesLoadList))
-	if err != nil {
+	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
 		return
 	}
 	var n, failed int

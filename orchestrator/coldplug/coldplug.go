@@ -14,12 +14,14 @@ package coldplug
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/initrd"
@@ -182,6 +184,11 @@ func (l *Loader) load(name string) error {
 		}
 		lerr := l.Load(filepath.Join(l.Index.Dir, p), Params[dep])
 		l.loaded[dep] = lerr
+		if errors.Is(lerr, syscall.ENODEV) && dep != name {
+			// A CPU-specific variant (crc32c-intel, aesni-intel) on a
+			// CPU without the feature: the generic one serves.
+			continue
+		}
 		if lerr != nil {
 			fmt.Fprintf(l.Console, "coldplug: load %s: %v\n", dep, lerr)
 			err = lerr
