@@ -36,6 +36,9 @@ type machine struct {
 	// drivers are the Linux drivers the console must show taking a
 	// device ("… → ahci").
 	drivers []string
+	// status replaces the table's "boots to VERIFY-OK" when the row
+	// proves less (says what and why).
+	status string
 }
 
 // machines is the hardware matrix. Every row boots q35 (whose ICH9 AHCI
@@ -53,8 +56,12 @@ var machines = []machine{
 	{name: "mptsas-vmxnet3", storage: "LSI SAS1068 (`mptsas1068`)", nic: "VMware VMXNET3 (`vmxnet3`)",
 		standsFor:  "LSI Fusion-MPT SAS HBAs, VMware's LSI Logic SAS; VMware VMs",
 		controller: []string{"-device", "mptsas1068,id=hba"},
-		rootDev:    "scsi-hd,bus=hba.0,scsi-id=0", backupDev: "scsi-hd,bus=hba.0,scsi-id=1", nicDev: "vmxnet3",
-		drivers: []string{"mptsas", "sd", "vmxnet3"}},
+		// Linux 6.1's mptsas takes QEMU 7.2's emulated SAS1068 but its
+		// SAS discovery finds no disk behind it (on q35 and on pc, after
+		// minutes): the disks are on AHCI in this boot.
+		rootDev: "ide-hd,bus=ide.0", backupDev: "ide-hd,bus=ide.1", nicDev: "vmxnet3",
+		drivers: []string{"mptsas", "vmxnet3"},
+		status:  "`mptsas` takes the controller and the boot reaches VERIFY-OK (`TestMachines/mptsas-vmxnet3`), but Linux 6.1's mptsas discovers no disk behind QEMU 7.2's emulated SAS1068, so a root or backup behind one is not proven; root and backup are on AHCI in that boot"},
 	{name: "lsi-virtionet", storage: "LSI 53C895A SCSI (`lsi53c895a`)", nic: "virtio-net (`virtio-net-pci`)",
 		standsFor:  "Symbios/LSI parallel SCSI (older VMware and QEMU guests); KVM, OpenStack",
 		controller: []string{"-device", "lsi53c895a,id=hba"},
@@ -192,8 +199,11 @@ func machinesTable() string {
 		for _, d := range mc.drivers {
 			drv = append(drv, "`"+d+"`")
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | boots to VERIFY-OK in `make test` (`TestMachines/%s`) |\n",
-			mc.storage, mc.nic, mc.standsFor, strings.Join(drv, ", "), mc.name)
+		status := mc.status
+		if status == "" {
+			status = fmt.Sprintf("boots to VERIFY-OK in `make test` (`TestMachines/%s`)", mc.name)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", mc.storage, mc.nic, mc.standsFor, strings.Join(drv, ", "), status)
 	}
 	for _, n := range notYet {
 		fmt.Fprintf(&b, "| %s | | | | %s |\n", n[0], n[1])
