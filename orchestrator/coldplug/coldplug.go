@@ -177,7 +177,7 @@ func (l *Loader) load(name string) error {
 	for _, p := range res.Load {
 		dep := initrd.ModName(p)
 		if prev, done := l.loaded[dep]; done {
-			if prev != nil && dep != name {
+			if prev != nil && dep != name && !errors.Is(prev, syscall.ENODEV) {
 				err = fmt.Errorf("%s needs %s, which failed: %w", name, dep, prev)
 			}
 			continue
