@@ -7,11 +7,11 @@ import (
 )
 
 func TestSpliceKernelsReplacesOnlyItsSection(t *testing.T) {
-	ki := &kernelImage{flavour: "generic", version: "6.1.0-56-amd64", compressed: 21 << 20,
+	ki := &kernelImage{flavour: "generic", version: "6.1.0-56-amd64", compression: "xz", compressed: 21 << 20,
 		firstLine: []time.Duration{3 * time.Second}, toDisks: map[string][]time.Duration{"virtio": {time.Second}},
 		notFound: map[string]string{"AHCI": "disks: none (15.2s)"}}
 	section := kernelsMarkdown([]*kernelImage{ki}, "1.00, 1.00, 1.00")
-	for _, want := range []string{"| generic `6.1.0-56-amd64` | 21.0 MiB | 3s / 3s | 1s / 1s (1 boots) | **no disks found** (`disks: none (15.2s)`) |"} {
+	for _, want := range []string{"| generic `6.1.0-56-amd64` | xz | 21.0 MiB | 3s / 3s | 1s / 1s (1 boots) | **no disks found** (`disks: none (15.2s)`) |"} {
 		if !strings.Contains(section, want) {
 			t.Errorf("section lacks %q:\n%s", want, section)
 		}
