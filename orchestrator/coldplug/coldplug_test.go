@@ -219,6 +219,9 @@ func TestColdplugQ35(t *testing.T) {
 	if len(res.Unbound) != 1 || res.Unbound[0] != "0000:00:05.0" {
 		t.Errorf("unbound = %v, want the RAID controller", res.Unbound)
 	}
+	if u := l.Unbound(); len(u) != 1 || u[0] != "0000:00:05.0 [1234:5678] (RAID bus controller)" {
+		t.Errorf("Unbound() = %q", u)
+	}
 }
 
 // TestColdplugLoadFailure: a driver that fails to load is a console line

@@ -55,6 +55,20 @@ func (l *Loader) reportUnbound() []string {
 	return out
 }
 
+// Unbound lists the PCI storage, network and USB controllers that no
+// driver has taken, as "0000:00:05.0 [1000:0073] (RAID bus controller)".
+func (l *Loader) Unbound() []string {
+	var out []string
+	for _, p := range l.order {
+		d := l.devices[p]
+		if d.bus != "pci" || l.driver(d) != "" || !wantsDriver(l.pciClass(d)) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s [%s:%s] (%s)", d.name, l.hexAttr(d.sysPath, "vendor"), l.hexAttr(d.sysPath, "device"), className(l.pciClass(d))))
+	}
+	return out
+}
+
 // describe names a device: bus, name, [vendor:device] and what it is.
 func (l *Loader) describe(d *device) string {
 	switch d.bus {
