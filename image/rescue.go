@@ -12,15 +12,23 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/initrd"
 )
 
-// KernelCache is where scripts/fetch-kernel.sh unpacks the Debian cloud
-// kernel, relative to the source tree: KernelCache/current links to the
-// version directory holding boot/vmlinuz-<version> and lib/modules/<version>.
+// KernelCache is where scripts/fetch-kernel.sh unpacks the Debian kernels,
+// relative to the source tree: KernelCache/current (the one images are
+// built from, the generic kernel unless KERNEL_FLAVOUR=cloud), and
+// KernelCache/generic and KernelCache/cloud, link to version directories
+// holding boot/vmlinuz-<version> and lib/modules/<version>.
 const KernelCache = ".cache/kernel"
 
 // CachedKernel returns the kernel and modules directory scripts/fetch-kernel.sh
-// unpacked under root (the source tree).
+// unpacked under root (the source tree) as the current one.
 func CachedKernel(root string) (kernel, modules string, err error) {
-	cur := filepath.Join(root, KernelCache, "current")
+	return CachedKernelFlavour(root, "current")
+}
+
+// CachedKernelFlavour is CachedKernel for a flavour: generic or cloud (the
+// cloud kernel boots VMs faster under emulation: lz4, not xz), or current.
+func CachedKernelFlavour(root, flavour string) (kernel, modules string, err error) {
+	cur := filepath.Join(root, KernelCache, flavour)
 	vs, err := filepath.Glob(filepath.Join(cur, "boot", "vmlinuz-*"))
 	if err != nil || len(vs) != 1 {
 		return "", "", fmt.Errorf("no kernel in %s: run `make kernel` (scripts/fetch-kernel.sh), or pass --kernel and --modules", cur)

@@ -26,8 +26,12 @@ import (
 	"github.com/u-root/uio/llog"
 )
 
-// ModulesLoadList is where the image lists its kernel modules, one absolute
-// path a line, dependencies first; the boot program loads them in that order.
+// ModulesLoadList is where the image lists the modules every boot loads
+// (Config.BootModules, none by default), one absolute path a line,
+// dependencies first; the boot program loads them in that order. Drivers
+// are loaded by what the hardware asks for, through the trimmed
+// modules.alias beside the modules, and filesystems by the first mount of
+// their type.
 const ModulesLoadList = "/etc/etcd-rescue/modules.load"
 
 // BinaryPath is where the etcd-rescue binary lives in the image.
@@ -66,8 +70,15 @@ type Config struct {
 	// ModulesDir is the kernel's /lib/modules/<version> directory, indexed
 	// by depmod (it holds modules.dep).
 	ModulesDir string
-	// Modules are the modules to load at boot. Default DefaultModules.
-	Modules []string
+	// Drivers are the device drivers to carry; the boot loads those the
+	// hardware matches. Default DriversFor(the kernel version).
+	Drivers []string
+	// BootModules are loaded at every boot, whatever the hardware.
+	// Default none.
+	BootModules []string
+	// OnDemand are carried for the steps that load them. Default
+	// OnDemandModules and the FilesystemModules.
+	OnDemand []string
 	// Commands are the u-root commands to build into the busybox.
 	// Default DefaultCommands.
 	Commands []string
@@ -87,8 +98,11 @@ type Config struct {
 type Result struct {
 	// KernelVersion is the modules directory's version (its base name).
 	KernelVersion string
-	// Modules is the resolved module load order (paths under ModulesDir).
+	// Modules are every carried module (paths under ModulesDir), in an
+	// order that loads dependencies first.
 	Modules Resolution
+	// Boot is the load order of the modules every boot loads.
+	Boot Resolution
 	// Size is the uncompressed cpio size; Compressed the written file's.
 	Size, Compressed int64
 }
@@ -98,8 +112,8 @@ func Build(ctx context.Context, cfg Config, out string) (*Result, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
-	if len(cfg.Modules) == 0 {
-		cfg.Modules = DefaultModules
+	if len(cfg.OnDemand) == 0 {
+		cfg.OnDemand = append(filesystemModules(), OnDemandModules...)
 	}
 	if len(cfg.Commands) == 0 {
 		cfg.Commands = DefaultCommands
@@ -115,11 +129,19 @@ func Build(ctx context.Context, cfg Config, out string) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{KernelVersion: filepath.Base(filepath.Clean(cfg.ModulesDir))}
-	res.Modules = kmods.Resolve(cfg.Modules)
-	fmt.Fprintf(cfg.Log, "initrd: kernel %s: %d modules to load, built in: %s, not in this kernel: %s\n",
-		res.KernelVersion, len(res.Modules.Load), listOrNone(res.Modules.Builtin), listOrNone(res.Modules.Missing))
+	if len(cfg.Drivers) == 0 {
+		cfg.Drivers = DriversFor(res.KernelVersion)
+	}
+	all := append(append(append([]string(nil), cfg.Drivers...), cfg.BootModules...), cfg.OnDemand...)
+	if err := checkPresent(kmods, res.KernelVersion, all); err != nil {
+		return nil, err
+	}
+	res.Modules = kmods.Resolve(all)
+	res.Boot = kmods.Resolve(cfg.BootModules)
+	fmt.Fprintf(cfg.Log, "initrd: kernel %s: %d modules carried (%d drivers, loaded as the hardware needs them), %d loaded at every boot, built in: %s\n",
+		res.KernelVersion, len(res.Modules.Load), len(cfg.Drivers), len(res.Boot.Load), listOrNone(res.Modules.Builtin))
 
-	base, err := baseArchive(kmods, res.KernelVersion, res.Modules.Load)
+	base, err := baseArchive(kmods, res.KernelVersion, res.Modules.Load, res.Boot.Load)
 	if err != nil {
 		return nil, err
 	}
@@ -204,19 +226,30 @@ func Skeleton() []cpio.Record {
 }
 
 // baseArchive holds what u-root does not add itself: the console device the
-// kernel opens for init before devtmpfs is mounted, the modules with a
-// trimmed modules.dep, and the load list.
-func baseArchive(k *Kmods, version string, load []string) (*cpio.Archive, error) {
+// kernel opens for init before devtmpfs is mounted, the carried modules with
+// their index trimmed to them (modules.dep, modules.alias, modules.softdep,
+// and modules.builtin), and the list of modules every boot loads, if any.
+func baseArchive(k *Kmods, version string, carried, boot []string) (*cpio.Archive, error) {
 	recs := append(Skeleton(), cpio.Directory("mnt", 0o755), cpio.Directory("etc/etcd-rescue", 0o755))
-	mods, list, err := k.Records(version, load)
+	mods, _, err := k.Records(version, carried)
 	if err != nil {
 		return nil, err
 	}
+	dir := path.Join("lib/modules", version)
 	recs = append(recs, mods...)
 	recs = append(recs,
-		cpio.StaticFile(path.Join("lib/modules", version, "modules.dep"), k.DepFile(load), 0o644),
-		cpio.StaticFile(strings.TrimPrefix(ModulesLoadList, "/"), list, 0o644),
+		cpio.StaticFile(path.Join(dir, "modules.dep"), k.DepFile(carried), 0o644),
+		cpio.StaticFile(path.Join(dir, "modules.alias"), k.AliasFile(carried), 0o644),
+		cpio.StaticFile(path.Join(dir, "modules.softdep"), k.SoftdepFile(carried), 0o644),
+		cpio.StaticFile(path.Join(dir, "modules.builtin"), k.BuiltinFile(), 0o644),
 	)
+	if len(boot) > 0 {
+		var list strings.Builder
+		for _, p := range boot {
+			list.WriteString("/" + path.Join("lib/modules", version, p) + "\n")
+		}
+		recs = append(recs, cpio.StaticFile(strings.TrimPrefix(ModulesLoadList, "/"), list.String(), 0o644))
+	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
 	return cpio.ArchiveFromRecords(recs)
 }

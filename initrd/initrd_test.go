@@ -11,7 +11,8 @@ import (
 
 func TestBaseArchive(t *testing.T) {
 	k := testKmods(t)
-	r := k.Resolve([]string{"vfat"})
+	r := k.Resolve([]string{"vfat", "virtio_blk"})
+	boot := k.Resolve([]string{"vfat"})
 	for _, p := range r.Load {
 		full := filepath.Join(k.Dir, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -21,7 +22,7 @@ func TestBaseArchive(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a, err := baseArchive(k, "6.1.0-test", r.Load)
+	a, err := baseArchive(k, "6.1.0-test", r.Load, boot.Load)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +41,8 @@ func TestBaseArchive(t *testing.T) {
 	for _, name := range []string{
 		"dev/console", "lib/modules/6.1.0-test/kernel/fs/fat/vfat.ko",
 		"lib/modules/6.1.0-test/modules.dep", "lib/modules/6.1.0-test/kernel/fs", "etc/etcd-rescue",
+		"lib/modules/6.1.0-test/kernel/drivers/block/virtio_blk.ko", "lib/modules/6.1.0-test/modules.alias",
+		"lib/modules/6.1.0-test/modules.softdep", "lib/modules/6.1.0-test/modules.builtin",
 	} {
 		if _, ok := a.Get(name); !ok {
 			t.Errorf("archive lacks %s", name)

@@ -1,7 +1,7 @@
 // Package boot is the rescue image's program: it runs as u-root's uinit,
 // finds the Ignition config (QEMU fw_cfg, a labelled partition, or
 // ignition.config.url= on the kernel command line), loads the kernel modules
-// the image carries, finds and mounts the master's root filesystem and the
+// the machine's hardware needs (package coldplug), finds and mounts the master's root filesystem and the
 // backup volume, runs the role the config names, then unmounts, syncs and
 // powers the machine off (or reboots it when the role file says so).
 //
@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/ignition"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/coldplug"
 )
 
 // Kernel command line flags the boot reads.
@@ -41,9 +42,6 @@ const (
 	MountBackup = "/run/etcd-rescue/backup"
 	mountProbe  = "/run/etcd-rescue/probe"
 )
-
-// ModulesLoadList is the image's module list (see initrd.ModulesLoadList).
-const ModulesLoadList = "/etc/etcd-rescue/modules.load"
 
 // Machine is the rescue machine as the boot sees it. Zero-valued function
 // fields are filled with the real system calls by Linux().
@@ -72,9 +70,9 @@ type Machine struct {
 	Unmount func(target string) error
 	// MountSystem mounts proc, sysfs, devtmpfs and tmpfs where missing.
 	MountSystem func() error
-	// LoadModule loads one kernel module file; an already loaded module
-	// is not an error.
-	LoadModule func(path string) error
+	// LoadModule loads one kernel module file with parameters; an
+	// already loaded module is not an error.
+	LoadModule func(path, params string) error
 	// Sync flushes filesystem buffers.
 	Sync func()
 	// Shell runs an interactive shell on the console and waits for it
@@ -89,9 +87,10 @@ type Machine struct {
 	// the role runs without network.
 	Network func(ctx context.Context, env *Env) error
 
-	mounts []mounted
-	flags  map[string]string
-	after  string
+	mounts   []mounted
+	flags    map[string]string
+	after    string
+	coldplug *coldplug.Loader
 }
 
 type mounted struct {
@@ -142,7 +141,7 @@ func (m *Machine) Boot(ctx context.Context) (err error) {
 		}
 	}
 	m.readCmdline()
-	m.loadModules()
+	m.loadModules(ctx)
 
 	cfg, src, err := m.findConfig(ctx)
 	if err != nil {
@@ -240,27 +239,6 @@ func parseCmdline(line string) map[string]string {
 }
 
 func (m *Machine) flag(k string) string { return m.flags[k] }
-
-// loadModules loads the image's modules in the listed (dependency) order.
-// A module that fails is reported and skipped: the disks it would have
-// shown are then reported missing with a clearer reason.
-func (m *Machine) loadModules() {
-	b, err := os.ReadFile(m.path(ModulesLoadList))
-	if err != nil || m.LoadModule == nil {
-		return
-	}
-	var n, failed int
-	start := time.Now()
-	for _, p := range strings.Fields(string(b)) {
-		if err := m.LoadModule(m.path(p)); err != nil {
-			failed++
-			fmt.Fprintf(m.Console, "modules: %s: %v\n", filepath.Base(p), err)
-			continue
-		}
-		n++
-	}
-	fmt.Fprintf(m.Console, "modules: %d loaded, %d failed (%s)\n", n, failed, time.Since(start).Round(time.Millisecond))
-}
 
 func (m *Machine) path(p string) string {
 	if m.Root == "" {

@@ -83,7 +83,7 @@ func newFake(t *testing.T, cmdline string) *fakeMachine {
 			f.calls = append(f.calls, "remount-ro "+rel(root, target))
 			return nil
 		},
-		LoadModule: func(p string) error {
+		LoadModule: func(p, _ string) error {
 			f.calls = append(f.calls, "insmod "+rel(root, p))
 			return nil
 		},

@@ -40,6 +40,20 @@ func describe(disks []disk) string {
 	return strings.Join(s, ", ")
 }
 
+// seen describes the disks for an error that something was not found,
+// and names the storage controllers no driver took: their disks cannot
+// be among them.
+func (m *Machine) seen(disks []disk) string {
+	s := describe(disks)
+	if m.coldplug == nil {
+		return s
+	}
+	if unbound := m.coldplug.Unbound(); len(unbound) > 0 {
+		s += fmt.Sprintf(" (no driver took the PCI controller(s) %s: this image's kernel lacks it; see README 'Adding a driver')", strings.Join(unbound, ", "))
+	}
+	return s
+}
+
 // listDisks lists the block devices in /sys/class/block whose superblock
 // names a filesystem, sorted by name. RAM and loop devices are skipped.
 func (m *Machine) listDisks() []disk {
@@ -65,21 +79,23 @@ func (m *Machine) listDisks() []disk {
 }
 
 // scanDisks waits until the disks the plan names by label or UUID are there
-// (or, with no names, until the set of disks stops changing), at most
-// DeviceWait, and returns what it found.
+// (or, with no names, until the set of disks and devices stops changing),
+// at most DeviceWait, and returns what it found. Devices that appear
+// meanwhile (a USB stick, a SCSI disk scanned late) get their drivers.
 func (m *Machine) scanDisks(ctx context.Context, env *Env, spec roleSpec) []disk {
 	start := time.Now()
 	deadline := start.Add(m.DeviceWait)
 	var prev string
 	stable := start
 	for {
+		busy := m.rescanDevices()
 		disks := m.listDisks()
 		now := describe(disks)
-		if now != prev {
+		if now != prev || busy {
 			prev, stable = now, time.Now()
 		}
 		hinted := m.hintsFound(env, disks)
-		if hinted && len(disks) > 0 && time.Since(stable) >= time.Second {
+		if hinted && len(disks) > 0 && time.Since(stable) >= diskSettle {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -91,6 +107,10 @@ func (m *Machine) scanDisks(ctx context.Context, env *Env, spec roleSpec) []disk
 	fmt.Fprintf(m.Console, "disks: %s (%s)\n", describe(disks), time.Since(start).Round(time.Millisecond))
 	return disks
 }
+
+// diskSettle is how long the set of disks (and of devices, see
+// rescanDevices) must stay the same before the boot takes it as complete.
+const diskSettle = 500 * time.Millisecond
 
 func (m *Machine) hintsFound(env *Env, disks []disk) bool {
 	for _, h := range []struct{ label, uuid string }{
@@ -132,7 +152,7 @@ func (m *Machine) setupRoot(ctx context.Context, env *Env, spec roleSpec, disks 
 		d, ok := findHinted(disks, hint.Label, hint.UUID)
 		if !ok {
 			err := fmt.Errorf("root filesystem of %s (label %q, uuid %q) not found; filesystems seen: %s",
-				env.Member.Name, hint.Label, hint.UUID, describe(disks))
+				env.Member.Name, hint.Label, hint.UUID, m.seen(disks))
 			if spec.needsRoot {
 				return err
 			}
@@ -160,7 +180,7 @@ func (m *Machine) setupRoot(ctx context.Context, env *Env, spec roleSpec, disks 
 			return fmt.Errorf("several filesystems look like a master root (%s): name the right one with members[].disk.label or uuid in the plan", describe(found))
 		case len(found) == 0 && spec.needsRoot:
 			return fmt.Errorf("no master root filesystem found (none holds /%s); filesystems seen: %s; attach the master's disk or name it with members[].disk in the plan",
-				rootMarkers[0], describe(disks))
+				rootMarkers[0], m.seen(disks))
 		case len(found) == 0:
 			fmt.Fprintln(m.Console, "root: no master root filesystem attached (not needed for this role)")
 			return nil
@@ -192,7 +212,7 @@ func (m *Machine) setupBackup(ctx context.Context, env *Env, spec roleSpec, disk
 	if hint.Label != "" || hint.UUID != "" {
 		d, ok := findHinted(disks, hint.Label, hint.UUID)
 		if !ok {
-			return m.noBackup(spec, fmt.Errorf("backup volume (label %q, uuid %q) not found; filesystems seen: %s", hint.Label, hint.UUID, describe(disks)))
+			return m.noBackup(spec, fmt.Errorf("backup volume (label %q, uuid %q) not found; filesystems seen: %s", hint.Label, hint.UUID, m.seen(disks)))
 		}
 		candidates = []disk{d}
 	} else {
@@ -231,7 +251,7 @@ func (m *Machine) setupBackup(ctx context.Context, env *Env, spec roleSpec, disk
 			return nil
 		}
 	}
-	return m.noBackup(spec, fmt.Errorf("no backup volume found (no filesystem holds snapshot_<ts>.db or snapshot_db_kuberesources_<ts>.tar.gz at its top or one directory down); filesystems seen: %s; attach the backup disk or set backup.disk in the plan", describe(disks)))
+	return m.noBackup(spec, fmt.Errorf("no backup volume found (no filesystem holds snapshot_<ts>.db or snapshot_db_kuberesources_<ts>.tar.gz at its top or one directory down); filesystems seen: %s; attach the backup disk or set backup.disk in the plan", m.seen(disks)))
 }
 
 func (m *Machine) noBackup(spec roleSpec, err error) error {

@@ -56,14 +56,15 @@ func Linux(console *os.File, version string) *Machine {
 	}
 }
 
-// loadModule loads a module file; one already loaded (or built in) is fine.
-func loadModule(path string) error {
+// loadModule loads a module file with parameters; one already loaded (or
+// built in) is fine.
+func loadModule(path, params string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+	if err := unix.FinitModule(int(f.Fd()), params, 0); err != nil && !errors.Is(err, unix.EEXIST) {
 		return err
 	}
 	return nil

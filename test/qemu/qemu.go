@@ -111,9 +111,13 @@ type Disk struct {
 	Serial string
 	// Boot makes it the first boot device (bootindex=0).
 	Boot bool
+	// Device is the QEMU device that attaches it, with its options
+	// ("scsi-hd,bus=hba.0,scsi-id=1", "ide-hd,bus=ide.0", "nvme,serial=n0",
+	// "usb-storage,bus=xhci.0"); drive= is added. Default virtio-blk-pci.
+	Device string
 }
 
-// WithDisk attaches a virtio-blk disk.
+// WithDisk attaches a disk (virtio-blk unless d.Device says otherwise).
 func WithDisk(path string, d Disk) Option {
 	return func(o *Options) error {
 		if _, err := os.Stat(path); err != nil {
@@ -132,6 +136,9 @@ func WithDisk(path string, d Disk) Option {
 			drive += ",snapshot=on"
 		}
 		dev := "virtio-blk-pci,drive=" + id
+		if d.Device != "" {
+			dev = d.Device + ",drive=" + id
+		}
 		if d.Serial != "" {
 			dev += ",serial=" + d.Serial
 		}
@@ -156,6 +163,12 @@ func WithCDROM(path string) Option {
 			"-device", "ide-cd,drive="+id+",bootindex=0")
 		return nil
 	}
+}
+
+// WithDevices adds QEMU arguments among the disks, in order: a storage
+// controller must come before the disks attached to it.
+func WithDevices(a ...string) Option {
+	return func(o *Options) error { o.Devices = append(o.Devices, a...); return nil }
 }
 
 // WithFwCfg passes file to the guest as fw_cfg entry name.

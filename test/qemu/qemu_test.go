@@ -39,6 +39,16 @@ func TestCmdline(t *testing.T) {
 			t.Errorf("command line lacks %q:\n%s", want, got)
 		}
 	}
+	// A controller given with WithDevices comes before the disk on it.
+	o2 := &Options{QEMU: "qemu-system-x86_64", Accel: "tcg", Memory: 512, CPUs: 1}
+	for _, f := range []Option{WithDevices("-device", "megasas-gen2,id=hba"), WithDisk(disk, Disk{Device: "scsi-hd,bus=hba.0"})} {
+		if err := f(o2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := strings.Join(o2.Cmdline(), " "), "-device megasas-gen2,id=hba -drive file="+disk+",format=raw,if=none,id=disk0 -device scsi-hd,bus=hba.0,drive=disk0"; !strings.Contains(got, want) {
+		t.Errorf("command line lacks %q:\n%s", want, got)
+	}
 	if q := vm.ShellQuote([]string{"qemu", "-append", "console=ttyS0 quiet", disk}); q != "qemu -append 'console=ttyS0 quiet' '"+disk+"'" {
 		t.Errorf("ShellQuote = %s", q)
 	}
