@@ -22,8 +22,8 @@ func (u *undo) putBackStep() steps.Step {
 			for _, it := range u.putBackOrder() {
 				live = append(live, it.LiveHost)
 			}
-			return fmt.Sprintf("put back what run %s kept in %s: %s",
-				u.target.j.RunID, filepath.Dir(u.items[0].Kept), strings.Join(live, ", "))
+			return fmt.Sprintf("put back what run %s kept (in %s) at %s",
+				u.target.j.RunID, u.target.j.BackupDir(u.root.Path), strings.Join(live, ", "))
 		},
 		Check: func(context.Context) (steps.State, error) {
 			if u.j.StepDone("put-back") {

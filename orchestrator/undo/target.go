@@ -163,17 +163,18 @@ func items(root *rootfs.Root, t *target) ([]item, error) {
 	if err := rootfs.CheckName(j.RunID); err != nil {
 		return nil, fmt.Errorf("journal %s: run ID: %v: it was not written by etcd-rescue; undo by hand", t.file, err)
 	}
+	recorded := recordedRoot(j)
 	var out []item
 	for i, k := range j.Kept {
 		bad := func(format string, args ...any) error {
 			return fmt.Errorf("journal %s, kept entry %d (%s -> %s): %s: it was not written by etcd-rescue; undo by hand",
 				t.file, i+1, k.From, k.To, fmt.Sprintf(format, args...))
 		}
-		live, err := relPath(root, k.From)
+		live, err := relPath(root, recorded, k.From)
 		if err != nil {
 			return nil, bad("%v", err)
 		}
-		kept, err := relPath(root, k.To)
+		kept, err := relPath(root, recorded, k.To)
 		if err != nil {
 			return nil, bad("%v", err)
 		}
@@ -227,14 +228,38 @@ func items(root *rootfs.Root, t *target) ([]item, error) {
 	return out, nil
 }
 
-// relPath turns a path the journal recorded (a host path under the root,
-// or a path as the master sees it) into a checked path as the master sees it.
-func relPath(root *rootfs.Root, p string) (string, error) {
+// recordedRoot is where the root was mounted when the run recorded its host
+// paths: what comes before /var/lib/etcd-rescue/backup/<run>/ in a kept
+// path. A root restored online ("/") may be undone from the rescue image
+// (/sysroot), or the other way round. "" when no kept path says.
+func recordedRoot(j *journal.Journal) string {
+	marker := "/" + journal.Dir + "/backup/"
+	for _, k := range j.Kept {
+		if i := strings.Index(k.To, marker); i >= 0 && filepath.IsAbs(k.To) {
+			if i == 0 {
+				return "/"
+			}
+			return k.To[:i]
+		}
+	}
+	return ""
+}
+
+// relPath turns a path the journal recorded (a host path under the root as
+// it was mounted then, recorded, or now, or a path as the master sees it)
+// into a checked path as the master sees it.
+func relPath(root *rootfs.Root, recorded, p string) (string, error) {
 	if err := rootfs.CheckPath(p); err != nil {
 		return "", err
 	}
 	if !filepath.IsAbs(p) {
 		return "/" + p, nil
+	}
+	switch {
+	case recorded == "/":
+		return p, nil
+	case recorded != "" && inside(p, recorded):
+		return strings.TrimPrefix(p, recorded), nil
 	}
 	rel, err := root.Rel(p)
 	if err != nil {
