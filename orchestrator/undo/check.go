@@ -26,23 +26,32 @@ func (u *undo) checkInputsStep() steps.Step {
 		},
 		Check: func(context.Context) (steps.State, error) { return steps.ToDo, nil },
 		Run: func(context.Context) error {
-			if len(u.items) == 0 {
-				return fmt.Errorf("%s run %s kept nothing aside (journal %s): there is nothing to put back", u.target.j.Operation, u.target.j.RunID, u.target.file)
-			}
-			for _, it := range u.items {
-				if it.Contents {
-					if err := checkNotRunning(it.LiveHost); err != nil {
-						return err
-					}
-				}
-				if err := u.checkKept(it); err != nil {
-					return err
-				}
+			if err := u.checkInputs(); err != nil {
+				return err
 			}
 			u.printPlan()
 			return nil
 		},
 	}
+}
+
+// checkInputs checks that there is something to put back, that all of it
+// is there, and that no etcd runs on a data dir it goes into.
+func (u *undo) checkInputs() error {
+	if len(u.items) == 0 {
+		return fmt.Errorf("%s run %s kept nothing aside (journal %s): there is nothing to put back", u.target.j.Operation, u.target.j.RunID, u.target.file)
+	}
+	for _, it := range u.items {
+		if it.Contents {
+			if err := checkNotRunning(it.LiveHost); err != nil {
+				return err
+			}
+		}
+		if err := u.checkKept(it); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkKept checks that an item's kept state is where the run put it, or

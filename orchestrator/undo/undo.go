@@ -101,17 +101,40 @@ func (u *undo) begin() error {
 	if err := rootfs.CheckName(run); err != nil {
 		return fmt.Errorf("--run %q: %v", run, err)
 	}
-	j, resumed, err := journal.Begin(u.root.Path, "undo", map[string]string{"run": run}, u.now(), u.o.DryRun)
+	params := map[string]string{"run": run}
+	// Everything is checked before journal.Begin may change the root (it
+	// archives a finished undo's journal): a first look writes nothing.
+	j, resumed, err := journal.Begin(u.root.Path, "undo", params, u.now(), true)
 	if err != nil {
 		return err
+	}
+	if err := u.load(j, run); err != nil {
+		return err
+	}
+	if err := u.checkInputs(); err != nil {
+		return err
+	}
+	if !u.o.DryRun {
+		if j, resumed, err = journal.Begin(u.root.Path, "undo", params, u.now(), false); err != nil {
+			return err
+		}
+		if err := u.load(j, run); err != nil {
+			return err
+		}
 	}
 	if resumed {
 		fmt.Fprintf(u.out, "resuming undo run %s from %s\n", j.RunID, j.File())
 	}
+	return nil
+}
+
+// load takes this undo's journal and reads the run it undoes.
+func (u *undo) load(j *journal.Journal, run string) error {
 	if j.RunID == run {
 		return fmt.Errorf("run %s is this undo itself", run)
 	}
 	u.j = j
+	var err error
 	if u.target, err = findRun(u.root, run); err != nil {
 		return err
 	}
