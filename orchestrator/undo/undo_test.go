@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -311,4 +313,60 @@ func TestUndoResumesAfterACrashAfterEveryStep(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUndoWithTheDataDirOnItsOwnMount: the restore kept the old data inside
+// the mount (a rename cannot leave it); the undo puts it back, removes the
+// restore's emptied folder, and keeps the restored state inside the mount
+// in turn.
+func TestUndoWithTheDataDirOnItsOwnMount(t *testing.T) {
+	s := disaster.Stage(t, disaster.Options{Profile: profile.Kubeadm, Keys: 500, Lost: 50})
+	dataDir := filepath.Join(s.Root, s.Profile.DataDir)
+	saved := dataDir + ".saved"
+	if err := os.Rename(dataDir, saved); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(dataDir, 0o700)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256m,mode=0700", "tmpfs", dataDir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs on %s (the test needs root, as CI has): %v %s", dataDir, err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dataDir).Run() })
+	if out, err := exec.Command("cp", "-a", saved+"/.", dataDir).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	os.RemoveAll(saved)
+	before, beforeNames := disaster.TreeHash(t, filepath.Join(dataDir, "member")), names(t, dataDir)
+	var out bytes.Buffer
+	if err := restore.Run(context.Background(), restore.Options{Root: s.Root, BackupDir: s.BackupDir, Member: s.Member(), Out: &out, DialTimeout: 200 * time.Millisecond}); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out.String())
+	}
+	restoredMember := disaster.TreeHash(t, filepath.Join(dataDir, "member"))
+	runUndo(t, s, "", false)
+	j := undoJournal(t, s)
+	kept := filepath.Join(dataDir, "etcd-rescue-kept-"+j.RunID)
+	if got := disaster.TreeHash(t, filepath.Join(kept, "member")); got != restoredMember {
+		t.Fatalf("the restored member is not kept in %s", kept)
+	}
+	if got := disaster.TreeHash(t, filepath.Join(dataDir, "member")); got != before {
+		t.Fatal("the old member is not back byte for byte")
+	}
+	want := append(beforeNames, filepath.Base(kept))
+	slices.Sort(want)
+	if got := names(t, dataDir); !slices.Equal(got, want) {
+		t.Fatalf("the data dir holds %v, want %v (the restore's kept folder removed once empty)", got, want)
+	}
+}
+
+func names(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	slices.Sort(out)
+	return out
 }
