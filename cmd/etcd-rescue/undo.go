@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/undo"
 )
@@ -30,4 +33,32 @@ changes nothing.`,
 	f.StringVar(&o.Run, "run", "", "the run to undo: a restore run, or an undo run (default: the latest restore run)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "list every move and change nothing")
 	return c
+}
+
+// latestRun is what a bare `restore --undo` passes: the latest restore.
+const latestRun = "latest"
+
+// addUndoFlag gives restore its --undo [RUN] alias of `etcd-rescue undo`.
+func addUndoFlag(f *pflag.FlagSet, run *string) {
+	f.StringVar(run, "undo", "", "undo a restore instead: put back what run RUN kept aside (default: the latest restore); the same as `etcd-rescue undo --run RUN`")
+	f.Lookup("undo").NoOptDefVal = latestRun
+}
+
+// restoreUndo runs `restore --undo [RUN]` (with RUN given as --undo=RUN or
+// as the argument after a bare --undo) as `undo --run RUN`.
+func restoreUndo(c *cobra.Command, root string, dryRun bool, flag string, args []string) error {
+	if flag == "" {
+		return fmt.Errorf("restore takes no arguments (got %q); to undo a restore run, pass --undo [RUN]", args[0])
+	}
+	run := flag
+	if len(args) > 0 {
+		if flag != latestRun {
+			return fmt.Errorf("--undo=%s and the argument %q both name a run: give one", flag, args[0])
+		}
+		run = args[0]
+	}
+	if run == latestRun {
+		run = ""
+	}
+	return undo.Run(c.Context(), undo.Options{Root: root, Run: run, DryRun: dryRun, Out: c.OutOrStdout(), AfterStep: crashAfterStep()})
 }

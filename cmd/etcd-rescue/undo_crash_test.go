@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 )
 
@@ -46,6 +47,25 @@ func TestUndoResumesAfterSIGKILLAtEveryStep(t *testing.T) {
 	if undoneState(t, staged) == want {
 		t.Fatal("the restore changed nothing: the test would prove nothing")
 	}
+	t.Run("restore --undo RUN", func(t *testing.T) {
+		s := staged.Copy(t)
+		j, err := journal.Open(s.Root, "restore", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := disaster.TreeHash(t, s.Root)
+		out, err := exec.Command(binary, "restore", "--root", s.Root, "--undo", "--dry-run").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "UNDO-DRY-RUN") || disaster.TreeHash(t, s.Root) != before {
+			t.Fatalf("restore --undo --dry-run: %v\n%s", err, out)
+		}
+		out, err = exec.Command(binary, "restore", "--root", s.Root, "--undo", j.RunID).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "UNDO-OK undone="+j.RunID) {
+			t.Fatalf("restore --undo %s: %v\n%s", j.RunID, err, out)
+		}
+		if got := undoneState(t, s); got != want {
+			t.Fatalf("restore --undo left another state than before the restore:\n%s", out)
+		}
+	})
 	for _, step := range []string{"check-inputs", "keep-restored-state", "put-back", "set-aside-journal"} {
 		t.Run(step, func(t *testing.T) {
 			s := staged.Copy(t)
