@@ -370,3 +370,49 @@ func names(t *testing.T, dir string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestUndoPutsBackReplacedResources: the restore replaced static pod
+// resource files with the backup's, one of them inside the certificate
+// folder it had copied aside whole; the undo puts every one back.
+func TestUndoPutsBackReplacedResources(t *testing.T) {
+	s := disaster.Stage(t, disaster.Options{Profile: profile.OpenShift43, Keys: 500, Lost: 50})
+	edited := filepath.Join(s.Root, "etc/kubernetes/static-pod-resources/kube-scheduler-pod-7/configmaps/config/config.yaml")
+	if err := os.WriteFile(edited, []byte("edited after the backup\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The backup's tarball gains a file in the certificate folder that the
+	// master holds with other content.
+	inCerts := filepath.Join(s.Profile.CertDir, "extra.conf")
+	if err := os.WriteFile(filepath.Join(s.Root, inCerts), []byte("on the master\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stage := t.TempDir()
+	tarball := s.Backup.Resources
+	extra := filepath.Join(stage, strings.TrimPrefix(inCerts, s.Profile.ResourcesBase+"/"))
+	for _, c := range [][]string{
+		{"tar", "-xzf", tarball, "-C", stage},
+		{"mkdir", "-p", filepath.Dir(extra)},
+		{"sh", "-c", "echo 'from the backup' > " + extra},
+		{"tar", "-czf", tarball, "-C", stage, "static-pod-resources"},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", c, err, out)
+		}
+	}
+	before := state(t, s)
+	var out bytes.Buffer
+	if err := restore.Run(context.Background(), restore.Options{Root: s.Root, BackupDir: s.BackupDir, Member: s.Member(), Out: &out, DialTimeout: 200 * time.Millisecond}); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out.String())
+	}
+	for p, want := range map[string]string{filepath.Join(s.Root, inCerts): "from the backup\n", edited: "edited after the backup\n"} {
+		if b, _ := os.ReadFile(p); (string(b) == want) != strings.HasPrefix(want, "from") {
+			t.Fatalf("the restore did not replace %s (it holds %q): the test would prove nothing\n%s", p, b, out.String())
+		}
+	}
+	text := runUndo(t, s, "", false)
+	t.Log(text)
+	sameState(t, s, before, "what it was before the restore")
+	if !strings.Contains(text, "extra.conf is back with /"+s.Profile.CertDir+"; ") {
+		t.Errorf("the file inside the copied certificate folder was not left kept:\n%s", text)
+	}
+}
