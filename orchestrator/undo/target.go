@@ -178,6 +178,14 @@ func items(root *rootfs.Root, t *target) ([]item, error) {
 		if err != nil {
 			return nil, bad("%v", err)
 		}
+		if inside(live, stoppedManifests) {
+			// An online restore copied the manifest while it was stopped;
+			// it lives in the kubelet's folder, where the copy's path in
+			// the backup folder says.
+			if live, err = mirrored(kept); err != nil {
+				return nil, bad("%v", err)
+			}
+		}
 		if !ownFolder(kept) {
 			return nil, bad("%s is not in /%s/backup nor a %s folder", kept, journal.Dir, keep.KeptPrefix)
 		}
@@ -243,6 +251,21 @@ func recordedRoot(j *journal.Journal) string {
 		}
 	}
 	return ""
+}
+
+// stoppedManifests is where an online restore keeps the static pod
+// manifests while their pods are stopped.
+const stoppedManifests = "/" + journal.Dir + "/stopped-manifests"
+
+// mirrored is the path on the master that a path in a run's backup folder
+// (/var/lib/etcd-rescue/backup/<run>/<path>) keeps.
+func mirrored(kept string) (string, error) {
+	rest, ok := strings.CutPrefix(kept, "/"+journal.Dir+"/backup/")
+	_, p, found := strings.Cut(rest, "/")
+	if !ok || !found {
+		return "", fmt.Errorf("%s is not in a run's backup folder", kept)
+	}
+	return "/" + p, rootfs.CheckPath("/" + p)
 }
 
 // relPath turns a path the journal recorded (a host path under the root as

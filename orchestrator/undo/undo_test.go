@@ -17,6 +17,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/live"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
@@ -414,5 +415,35 @@ func TestUndoPutsBackReplacedResources(t *testing.T) {
 	sameState(t, s, before, "what it was before the restore")
 	if b, _ := os.ReadFile(filepath.Join(s.Root, inCerts)); string(b) != "on the master\n" {
 		t.Errorf("%s holds %q after the undo", inCerts, b)
+	}
+}
+
+// host stands for the live master's kubelet and container runtime in an
+// online restore.
+type host struct{}
+
+func (host) StopKubelet(context.Context) error                 { return nil }
+func (host) StartKubelet(context.Context) error                { return nil }
+func (host) WaitPodsGone(context.Context, []live.PodRef) error { return nil }
+
+// TestUndoOfAnOnlineRestore: an online restore copied the manifest while
+// it was stopped, out of the kubelet's folder; the undo puts the old one
+// back in the kubelet's folder.
+func TestUndoOfAnOnlineRestore(t *testing.T) {
+	s := disaster.Stage(t, disaster.Options{Profile: profile.OpenShift43, Keys: 500, Lost: 50})
+	before := state(t, s)
+	var out bytes.Buffer
+	if err := restore.Run(context.Background(), restore.Options{Root: s.Root, BackupDir: s.BackupDir, Member: s.Member(), Out: &out,
+		DialTimeout: 200 * time.Millisecond, Online: true, Host: host{}}); err != nil {
+		t.Fatalf("online restore: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "stopped-manifests") {
+		t.Fatalf("the restore did not stop the static pods: the test would prove nothing\n%s", out.String())
+	}
+	text := runUndo(t, s, "", false)
+	t.Log(text)
+	sameState(t, s, before, "what it was before the restore")
+	if ents, _ := os.ReadDir(filepath.Join(s.Root, "var/lib/etcd-rescue/stopped-manifests")); len(ents) != 0 {
+		t.Errorf("the undo put a manifest in the stopped folder: %v", ents)
 	}
 }
