@@ -67,7 +67,10 @@ func TestRefusedUndoFailsClearlyAndChangesNothing(t *testing.T) {
 		}), "is not clean"},
 		{"kept path outside the backup folders", editKept("var/lib/etcd", func(s *disaster.Scene, k *journal.Kept) {
 			k.To = recorded(k) + "/etc/kubernetes"
-		}), "is not in /var/lib/etcd-rescue/backup"},
+		}), "is neither in /var/lib/etcd-rescue/backup nor the run's etcd-rescue-kept-"},
+		{"kept path a kept folder of another run", editKept("var/lib/etcd", func(s *disaster.Scene, k *journal.Kept) {
+			k.To = recorded(k) + "/etc/etcd-rescue-kept-20000101-000000"
+		}), "nor the run's etcd-rescue-kept-"},
 		{"live path outside the root", editKept("var/lib/etcd", func(s *disaster.Scene, k *journal.Kept) {
 			k.From = filepath.Dir(recorded(k)) + "/elsewhere/etcd"
 		}), "is outside the root"},

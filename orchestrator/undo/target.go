@@ -122,10 +122,10 @@ func defaultRun(root *rootfs.Root) (string, error) {
 
 // runOrder sorts run IDs by time, and "…-10" after "…-9" within a second.
 func runOrder(id string) string {
-	base, n, _ := strings.Cut(id, "-")
-	if len(id) >= 15 {
-		base, n = id[:15], strings.TrimPrefix(id[15:], "-")
+	if len(id) < 15 {
+		return id
 	}
+	base, n := id[:15], strings.TrimPrefix(id[15:], "-")
 	if t, err := time.Parse("20060102-150405", base); err == nil {
 		return fmt.Sprintf("%s-%08s", t.UTC().Format("20060102150405"), n)
 	}
@@ -186,8 +186,8 @@ func items(root *rootfs.Root, t *target) ([]item, error) {
 				return nil, bad("%v", err)
 			}
 		}
-		if !ownFolder(kept) {
-			return nil, bad("%s is not in /%s/backup nor a %s folder", kept, journal.Dir, keep.KeptPrefix)
+		if !ownFolder(kept, j.RunID) {
+			return nil, bad("%s is neither in /%s/backup nor the run's %s%s folder", kept, journal.Dir, keep.KeptPrefix, j.RunID)
 		}
 		if inside(live, "/"+journal.Dir+"/backup") {
 			return nil, bad("%s is inside the backup folders", live)
@@ -294,12 +294,11 @@ func relPath(root *rootfs.Root, recorded, p string) (string, error) {
 	return rel, nil
 }
 
-func ownFolder(rel string) bool {
-	if inside(rel, "/"+journal.Dir+"/backup") {
-		return true
-	}
-	return strings.HasPrefix(filepath.Base(rel), keep.KeptPrefix) ||
-		strings.Contains(rel, "/"+keep.KeptPrefix)
+// ownFolder reports whether a kept path is where this tool keeps things: a
+// run's backup folder, or the run's kept folder inside a data dir on a
+// filesystem of its own.
+func ownFolder(rel, run string) bool {
+	return inside(rel, "/"+journal.Dir+"/backup") || filepath.Base(rel) == keep.KeptPrefix+run
 }
 
 // inside reports whether p is strictly below dir.
