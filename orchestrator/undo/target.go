@@ -222,6 +222,11 @@ func items(root *rootfs.Root, t *target) ([]item, error) {
 		}
 		out = append(out, it)
 	}
+	if it, ok, err := emptyDataDir(root, recorded, t, out); err != nil {
+		return nil, err
+	} else if ok {
+		out = append(out, it)
+	}
 	for i := range out {
 		for k := range out {
 			if k == i {
@@ -304,4 +309,47 @@ func ownFolder(rel, run string) bool {
 // inside reports whether p is strictly below dir.
 func inside(p, dir string) bool {
 	return strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// emptyDataDir is, for a restore that found no old data dir (so kept none),
+// the data dir as an item with nothing to put back: the undo still keeps
+// the restored member aside, so the master is left without one, as before.
+func emptyDataDir(root *rootfs.Root, recorded string, t *target, have []item) (item, bool, error) {
+	kept := t.j.Notes["keptDataDir"]
+	if t.j.Operation != "restore" || kept == "" {
+		return item{}, false, nil
+	}
+	for _, it := range have {
+		if it.Contents {
+			return item{}, false, nil
+		}
+	}
+	bad := func(err error) error {
+		return fmt.Errorf("journal %s, note keptDataDir %s: %v: it was not written by etcd-rescue; undo by hand", t.file, kept, err)
+	}
+	rel, err := relPath(root, recorded, kept)
+	if err != nil {
+		return item{}, false, bad(err)
+	}
+	var live string
+	switch {
+	case inside(rel, "/"+journal.Dir+"/backup/"+t.j.RunID):
+		live, err = mirrored(rel)
+	case filepath.Base(rel) == keep.KeptPrefix+t.j.RunID:
+		live = filepath.Dir(rel)
+		err = rootfs.CheckPath(live)
+	default:
+		err = fmt.Errorf("%s is neither in the run's backup folder nor its %s%s folder", rel, keep.KeptPrefix, t.j.RunID)
+	}
+	if err != nil {
+		return item{}, false, bad(err)
+	}
+	it := item{Live: live, Contents: true, order: len(have)}
+	if it.LiveHost, err = root.Resolve(live); err != nil {
+		return item{}, false, bad(err)
+	}
+	if it.Kept, err = root.ResolveParent(rel); err != nil {
+		return item{}, false, bad(err)
+	}
+	return it, true, nil
 }

@@ -447,3 +447,32 @@ func TestUndoOfAnOnlineRestore(t *testing.T) {
 		t.Errorf("the undo put a manifest in the stopped folder: %v", ents)
 	}
 }
+
+// TestUndoOfARestoreOntoAnEmptyDataDir: the restore found no data dir and
+// kept none; the undo keeps the restored member aside all the same, and
+// puts back the manifest and certificates.
+func TestUndoOfARestoreOntoAnEmptyDataDir(t *testing.T) {
+	s := disaster.Stage(t, disaster.Options{Profile: profile.Kubeadm, Keys: 500, Lost: 50})
+	dataDir := filepath.Join(s.Root, s.Profile.DataDir)
+	if err := os.Rename(dataDir, filepath.Join(t.TempDir(), "lost")); err != nil {
+		t.Fatal(err)
+	}
+	manifest := disaster.TreeHash(t, filepath.Join(s.Root, s.Profile.Manifest))
+	var out bytes.Buffer
+	if err := restore.Run(context.Background(), restore.Options{Root: s.Root, BackupDir: s.BackupDir, Member: s.Member(), Out: &out, DialTimeout: 200 * time.Millisecond}); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out.String())
+	}
+	restoredMember := disaster.TreeHash(t, filepath.Join(dataDir, "member"))
+	runUndo(t, s, "", false)
+	if ents, err := os.ReadDir(dataDir); err != nil || len(ents) != 0 {
+		t.Errorf("the data dir holds %v (%v), want nothing, as before the restore", ents, err)
+	}
+	if disaster.TreeHash(t, filepath.Join(s.Root, s.Profile.Manifest)) != manifest {
+		t.Error("the manifest is not back")
+	}
+	j := undoJournal(t, s)
+	k, ok := j.KeptAt(dataDir)
+	if !ok || disaster.TreeHash(t, filepath.Join(k.To, "member")) != restoredMember {
+		t.Fatalf("the restored member is not kept aside: %+v", j.Kept)
+	}
+}
