@@ -247,12 +247,16 @@ func items(root *rootfs.Root, t *target) ([]item, error) {
 // (/sysroot), or the other way round. "" when no kept path says.
 func recordedRoot(j *journal.Journal) string {
 	marker := "/" + journal.Dir + "/backup/"
+	paths := []string{j.Notes["keptDataDir"]}
 	for _, k := range j.Kept {
-		if i := strings.Index(k.To, marker); i >= 0 && filepath.IsAbs(k.To) {
+		paths = append(paths, k.To)
+	}
+	for _, p := range paths {
+		if i := strings.Index(p, marker); i >= 0 && filepath.IsAbs(p) {
 			if i == 0 {
 				return "/"
 			}
-			return k.To[:i]
+			return p[:i]
 		}
 	}
 	return ""
@@ -316,7 +320,7 @@ func inside(p, dir string) bool {
 // the restored member aside, so the master is left without one, as before.
 func emptyDataDir(root *rootfs.Root, recorded string, t *target, have []item) (item, bool, error) {
 	kept := t.j.Notes["keptDataDir"]
-	if t.j.Operation != "restore" || kept == "" {
+	if t.j.Operation != "restore" || kept == "" || len(have) == 0 {
 		return item{}, false, nil
 	}
 	for _, it := range have {
