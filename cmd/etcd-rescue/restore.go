@@ -17,6 +17,7 @@ func newRestoreCmd() *cobra.Command {
 	var (
 		o                                           restore.Options
 		criEndpoint, name, initialCluster, profName string
+		undoRun                                     string
 	)
 	c := &cobra.Command{
 		Use:   "restore --backup DIR --name NAME --initial-cluster NAME=https://HOST:2380 [--root /] [--dry-run]",
@@ -26,8 +27,11 @@ cluster ID, from a verified backup. The old data dir, manifest and
 certificates are kept under <root>/var/lib/etcd-rescue/backup/<run>/; nothing
 is deleted. An interrupted restore resumes when it is run again with the same
 flags. --dry-run prints the plan and changes nothing.`,
-		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if undoRun != "" || len(args) > 0 {
+				return restoreUndo(c, o.Root, o.DryRun, undoRun, args)
+			}
 			o.Out = c.OutOrStdout()
 			prof, err := profileFlag(profName)
 			if err == nil {
@@ -70,6 +74,7 @@ flags. --dry-run prints the plan and changes nothing.`,
 	f.BoolVar(&o.Force, "force", false, "restore even though old members still answer on their peer URLs")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and change nothing")
 	f.BoolVar(&o.Online, "online", false, "on a live master: stop the static pods and kubelet first, start them after")
+	addUndoFlag(f, &undoRun)
 	f.StringVar(&criEndpoint, "cri-endpoint", "", "container runtime socket for --online (default: CRI-O's, then containerd's)")
 	return c
 }

@@ -39,6 +39,9 @@ type Scene struct {
 	ClusterID uint64
 	// OldPeers are the peer URLs of the two lost members.
 	OldPeers []string
+	// OldMembers are the two lost members; their data dirs are kept, so a
+	// test can start the old cluster again.
+	OldMembers []etcdtest.MemberSpec
 }
 
 // Options size a scene.
@@ -147,6 +150,7 @@ func Stage(t testing.TB, o Options) *Scene {
 	for _, mb := range members {
 		mb.Stop()
 	}
+	s.OldMembers = specs[1:]
 	return s
 }
 

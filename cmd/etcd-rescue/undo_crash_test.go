@@ -1,0 +1,128 @@
+package main
+
+import (
+	"errors"
+	"math/rand"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+)
+
+func runUndoCmd(t *testing.T, s *disaster.Scene, env ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(binary, "undo", "--root", s.Root)
+	cmd.Env = append(cmd.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// undoneState hashes what an undo puts back.
+func undoneState(t *testing.T, s *disaster.Scene) string {
+	t.Helper()
+	var parts []string
+	for _, rel := range []string{s.Profile.DataDir, s.Profile.Manifest, s.Profile.EnvFile, s.Profile.CertDir} {
+		if rel != "" {
+			parts = append(parts, rel+"="+disaster.TreeHash(t, filepath.Join(s.Root, rel)))
+		}
+	}
+	return strings.Join(parts, "\n")
+}
+
+// TestUndoResumesAfterSIGKILLAtEveryStep restores with the binary, then
+// kills `etcd-rescue undo` with SIGKILL after each step, runs it again, and
+// expects the state from before the restore, byte for byte.
+func TestUndoResumesAfterSIGKILLAtEveryStep(t *testing.T) {
+	staged := disaster.Stage(t, disaster.Options{Profile: profile.OpenShift43, Keys: 2000, Lost: 100})
+	want := undoneState(t, staged)
+	if out, err := runRestore(t, staged); err != nil || !strings.Contains(out, "RESTORE-OK") {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	if undoneState(t, staged) == want {
+		t.Fatal("the restore changed nothing: the test would prove nothing")
+	}
+	t.Run("restore --undo RUN", func(t *testing.T) {
+		s := staged.Copy(t)
+		j, err := journal.Open(s.Root, "restore", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := disaster.TreeHash(t, s.Root)
+		out, err := exec.Command(binary, "restore", "--root", s.Root, "--undo", "--dry-run").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "UNDO-DRY-RUN") || disaster.TreeHash(t, s.Root) != before {
+			t.Fatalf("restore --undo --dry-run: %v\n%s", err, out)
+		}
+		out, err = exec.Command(binary, "restore", "--root", s.Root, "--undo", j.RunID).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "UNDO-OK undone="+j.RunID) {
+			t.Fatalf("restore --undo %s: %v\n%s", j.RunID, err, out)
+		}
+		if got := undoneState(t, s); got != want {
+			t.Fatalf("restore --undo left another state than before the restore:\n%s", out)
+		}
+	})
+	for _, step := range []string{"check-inputs", "keep-restored-state", "put-back", "set-aside-journal"} {
+		t.Run(step, func(t *testing.T) {
+			s := staged.Copy(t)
+			out, err := runUndoCmd(t, s, crashAfterStepEnv+"="+step)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("undo was not killed after %s: %v\n%s", step, err, out)
+			}
+			out, err = runUndoCmd(t, s)
+			if err != nil || !strings.Contains(out, "UNDO-OK") {
+				t.Fatalf("re-run after a crash after %s: %v\n%s", step, err, out)
+			}
+			if got := undoneState(t, s); got != want {
+				t.Fatalf("after a crash after %s the state differs from before the restore:\n got %s\nwant %s\n%s", step, got, want, out)
+			}
+		})
+	}
+}
+
+// TestUndoConvergesAfterSIGKILLAtRandomPoints kills the undo at 30 random
+// moments (inside steps too), runs it again, and expects the state from
+// before the restore every time.
+func TestUndoConvergesAfterSIGKILLAtRandomPoints(t *testing.T) {
+	staged := disaster.Stage(t, disaster.Options{Profile: profile.Kubeadm, Keys: 2000, Lost: 100})
+	want := undoneState(t, staged)
+	if out, err := runRestore(t, staged); err != nil || !strings.Contains(out, "RESTORE-OK") {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	ref := staged.Copy(t)
+	start := time.Now()
+	if out, err := runUndoCmd(t, ref); err != nil || !strings.Contains(out, "UNDO-OK") {
+		t.Fatalf("reference undo: %v\n%s", err, out)
+	}
+	span := time.Since(start)
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	killed := 0
+	for i := 0; i < 30; i++ {
+		s := staged.Copy(t)
+		delay := time.Duration(rng.Int63n(int64(span)))
+		cmd := exec.Command(binary, "undo", "--root", s.Root)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(delay, func() { cmd.Process.Kill() })
+		if err := cmd.Wait(); err != nil {
+			killed++
+		}
+		out, err := runUndoCmd(t, s)
+		if err != nil || !strings.Contains(out, "UNDO-OK") {
+			t.Fatalf("trial %d (killed after %s): re-run: %v\n%s", i, delay, err, out)
+		}
+		if got := undoneState(t, s); got != want {
+			t.Fatalf("trial %d (killed after %s): the state differs from before the restore", i, delay)
+		}
+	}
+	t.Logf("30 trials over a %s undo, %d killed before the end: all converged", span.Round(time.Millisecond), killed)
+	if killed < 15 {
+		t.Errorf("only %d of 30 runs were killed before they ended: the trials did not test crashes", killed)
+	}
+}
