@@ -44,6 +44,9 @@ func (r *restore) checkInputs() error {
 	return nil
 }
 
+// discoveredPlaceholders stand for what OpenShift's discovery writes.
+const discoveredPlaceholders = "ETCD_IPV4_ADDRESS=192.0.2.1\nETCD_DNS_NAME=etcd.invalid\nETCD_WILDCARD_DNS_NAME=*.invalid\n"
+
 // useManifestDataDir makes the data dir the one etcd really uses: its last
 // --data-dir (or ETCD_DATA_DIR), mapped through the pod's hostPath volumes.
 // Only when the manifest names none is the profile's default kept.
@@ -52,7 +55,10 @@ func (r *restore) useManifestDataDir() error {
 	if err != nil {
 		return err
 	}
-	inv, err := m.Invocation(manifest.Runtime{Root: r.root.Path, NodeName: r.member.Host})
+	// OpenShift's discovery init container writes /run/etcd/environment at
+	// start: the node's IP and DNS names, which never bear on the data dir.
+	inv, err := m.Invocation(manifest.Runtime{Root: r.root.Path, NodeName: r.member.Host,
+		Files: map[string]string{"/run/etcd/environment": discoveredPlaceholders}})
 	if err != nil {
 		fmt.Fprintf(r.out, "    data dir: /%s (the profile's; the manifest's etcd command line could not be read: %v)\n", r.prof.DataDir, err)
 		return nil
