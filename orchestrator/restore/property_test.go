@@ -216,7 +216,7 @@ func TestHostileRootsRefuseUnchangedOrRestoreInside(t *testing.T) {
 	t.Logf("seed %d (ETCD_RESCUE_SEED=%d replays it)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 14))
 	gens := hostiles()
-	budget := time.Now().Add(45 * time.Second)
+	budget := time.Now().Add(30 * time.Second)
 	served := 0
 	for i := 0; time.Now().Before(budget) || i < len(gens); i++ {
 		g := gens[i%len(gens)] // every generator once, then at random
