@@ -3,6 +3,7 @@ package restore_test
 import (
 	"bytes"
 	"context"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,5 +136,30 @@ func TestIssueCasesRefuseBeforeAnyChange(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSymlinkedLevelsRestoreInsideTheRoot relocates each level of the
+// profile's paths behind an absolute symlink, the certificate folder and
+// the manifest included, and restores.
+func TestSymlinkedLevelsRestoreInsideTheRoot(t *testing.T) {
+	for _, prof := range profile.Names() {
+		for _, lv := range []string{"certs", "manifest", "etc"} {
+			t.Run(prof+" "+lv, func(t *testing.T) {
+				s := scene(t, prof)
+				h := &hostileRoot{s: s, rng: rand.New(rand.NewPCG(1, 2))}
+				rel := map[string]string{"certs": s.Profile.CertDir, "manifest": s.Profile.Manifest, "etc": "etc"}[lv]
+				target := relocate(t, h, rel, true)
+				var out bytes.Buffer
+				o := options(s, &out)
+				o.Force = true
+				if err := restore.Run(context.Background(), o); err != nil {
+					t.Fatalf("%v\n%s", err, out.String())
+				}
+				if l, err := os.Readlink(filepath.Join(s.Root, rel)); err != nil || l != "/"+target {
+					t.Fatalf("the symlink changed: %q %v", l, err)
+				}
+			})
+		}
 	}
 }
