@@ -6,11 +6,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/lock"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 )
@@ -161,5 +163,28 @@ func TestSymlinkedLevelsRestoreInsideTheRoot(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestSecondRunOnTheRootIsRefused: while one run holds the root, a restore
+// (dry run included) is refused at once, naming the holder's pid, with the
+// root unchanged; once released, the restore runs.
+func TestSecondRunOnTheRootIsRefused(t *testing.T) {
+	s := scene(t, profile.Kubeadm)
+	held, err := lock.Acquire(s.Root)
+	mustDo(t, err)
+	root := disaster.Snap(t, s.Root)
+	var out bytes.Buffer
+	o := options(s, &out)
+	for _, dry := range []bool{true, false} {
+		o.DryRun = dry
+		err := restore.Run(context.Background(), o)
+		checkRefused(t, err, "pid "+strconv.Itoa(os.Getpid()), out.String(), root)
+	}
+	held.Release()
+	out.Reset()
+	o.DryRun = false
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("after the other run ended: %v\n%s", err, out.String())
 	}
 }
