@@ -188,3 +188,30 @@ func TestSecondRunOnTheRootIsRefused(t *testing.T) {
 		t.Fatalf("after the other run ended: %v\n%s", err, out.String())
 	}
 }
+
+// TestCancelStopsAndResumes: a SIGINT or SIGTERM (the context cancelled)
+// stops the run before its next step or phase; the same command resumes.
+func TestCancelStopsAndResumes(t *testing.T) {
+	s := scene(t, profile.Kubeadm)
+	var out bytes.Buffer
+	o := options(s, &out)
+	ctx, cancel := context.WithCancel(context.Background())
+	o.AfterStep = func(step string) {
+		if step == "keep-old-state" {
+			cancel()
+		}
+	}
+	err := restore.Run(ctx, o)
+	if err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("cancelled run: err = %v\n%s", err, out.String())
+	}
+	if _, err := os.Stat(filepath.Join(s.Root, s.Profile.DataDir, "member")); err == nil {
+		t.Fatalf("the snapshot was restored after the cancel\n%s", out.String())
+	}
+	out.Reset()
+	o.AfterStep = nil
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("resumed run: %v\n%s", err, out.String())
+	}
+	s.CheckRestored(t, startFromManifest(t, s))
+}
