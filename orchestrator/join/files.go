@@ -13,7 +13,16 @@ import (
 )
 
 // abs is a path of the master's root.
-func (jn *joiner) abs(rel string) string { return filepath.Join(jn.root, rel) }
+// abs is the host path of a path on the master, symlinks followed inside
+// the root (an unresolvable one, a loop, is joined as written and fails
+// where it is used).
+func (jn *joiner) abs(rel string) string {
+	p, err := jn.rootfs.Resolve(rel)
+	if err != nil {
+		return filepath.Join(jn.root, rel)
+	}
+	return p
+}
 
 // certRel is where the profile keeps the member's certificate and key of a kind.
 func (jn *joiner) certRel(kind string) (cert, key string) {

@@ -21,8 +21,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/lock"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/rootfs"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/signer"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 )
@@ -113,8 +115,12 @@ func Run(ctx context.Context, o Options) error {
 
 // joiner is one join run's resolved settings and state.
 type joiner struct {
-	o     Options
-	root  string
+	o    Options
+	root string
+	// rootfs resolves paths on the master as it sees them.
+	rootfs *rootfs.Root
+	// lock keeps other runs off the root until close.
+	lock  *lock.Lock
 	prof  *profile.Profile
 	m     plan.Member
 	j     *journal.Journal
@@ -136,7 +142,26 @@ func (jn *joiner) now() time.Time {
 func (jn *joiner) close() {
 	if jn.cli != nil {
 		jn.cli.Close()
+		jn.cli = nil
 	}
+	if jn.lock != nil {
+		jn.lock.Release()
+		jn.lock = nil
+	}
+}
+
+// checkMember applies the plan's rules to a member given by flags.
+func checkMember(m plan.Member) error {
+	if err := plan.CheckMemberName(m.Name); err != nil {
+		return fmt.Errorf("--name: %w", err)
+	}
+	if err := plan.CheckPeerURL(m.PeerURL); err != nil {
+		return fmt.Errorf("peer URL of %s: %w", m.Name, err)
+	}
+	if err := plan.CheckClientURL(m.ClientURL); err != nil {
+		return fmt.Errorf("client URL of %s: %w", m.Name, err)
+	}
+	return nil
 }
 
 // prepare loads and checks the join's inputs and begins or resumes its
@@ -152,17 +177,36 @@ func prepare(o Options) (*joiner, error) {
 	if o.Member.Name == "" {
 		return nil, errors.New("--name is required: the etcd member name of this master, as the plan lists it")
 	}
+	root, err := rootfs.Open(jn.root)
+	if err != nil {
+		return nil, err
+	}
+	jn.root, jn.rootfs = root.Path, root
+	// Held until close: the journal is read and everything runs under it.
+	if jn.lock, err = lock.Acquire(root.Path); err != nil {
+		return nil, err
+	}
+	if err := jn.load(); err != nil {
+		jn.close()
+		return nil, err
+	}
+	return jn, nil
+}
+
+// load resolves the member, profile and journal of a locked join.
+func (jn *joiner) load() error {
+	o := jn.o
 	m := o.Member
 	if o.Plan != nil {
 		pm, ok := o.Plan.Member(m.Name)
 		if !ok {
-			return nil, fmt.Errorf("member %q is not in the plan (members: %s)", m.Name, strings.Join(o.Plan.Names(), ", "))
+			return fmt.Errorf("member %q is not in the plan (members: %s)", m.Name, strings.Join(o.Plan.Names(), ", "))
 		}
 		if m.Name == o.Plan.Survivor {
-			return nil, fmt.Errorf("member %q is the survivor: it is restored, not joined", m.Name)
+			return fmt.Errorf("member %q is the survivor: it is restored, not joined", m.Name)
 		}
 		if m.PeerURL != "" && m.PeerURL != pm.PeerURL {
-			return nil, fmt.Errorf("--peer-url %s differs from the plan's %s for %s: fix one of them", m.PeerURL, pm.PeerURL, m.Name)
+			return fmt.Errorf("--peer-url %s differs from the plan's %s for %s: fix one of them", m.PeerURL, pm.PeerURL, m.Name)
 		}
 		if m.ClientURL != "" {
 			pm.ClientURL = m.ClientURL
@@ -176,25 +220,32 @@ func prepare(o Options) (*joiner, error) {
 		}
 	}
 	if m.PeerURL == "" {
-		return nil, errors.New("--peer-url is required (https://HOST:2380) when the plan does not give it")
+		return errors.New("--peer-url is required (https://HOST:2380) when the plan does not give it")
 	}
 	if m.ClientURL == "" {
 		m.ClientURL = defaultClientURL(m.PeerURL)
 	}
+	if err := checkMember(m); err != nil {
+		return err
+	}
 	jn.m = m
 	if len(jn.o.Endpoints) == 0 {
-		return nil, errors.New("--endpoints is required: the client URL of the restored master (https://IP:2379)")
+		return errors.New("--endpoints is required: the client URL of the restored master (https://IP:2379)")
 	}
 	prof := o.Profile
 	var err error
+	if prof != nil {
+		cp := *prof
+		prof = &cp
+	}
 	if prof == nil {
 		if o.Plan != nil && o.Plan.Profile != "" {
 			prof, err = profile.Get(o.Plan.Profile)
 		} else {
-			prof, err = profile.Detect(jn.root)
+			prof, err = profile.DetectIn(jn.rootfs)
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
 	jn.prof = prof
@@ -209,12 +260,15 @@ func prepare(o Options) (*joiner, error) {
 	params := map[string]string{"name": m.Name, "peerURL": m.PeerURL, "profile": prof.Name}
 	var resumed bool
 	if jn.j, resumed, err = journal.Begin(jn.root, "join", params, jn.now(), o.DryRun); err != nil {
-		return nil, err
+		return err
+	}
+	if err := jn.j.CheckInRoot(jn.root); err != nil {
+		return err
 	}
 	if resumed {
 		fmt.Fprintf(jn.out, "resuming join run %s from %s\n", jn.j.RunID, jn.j.File())
 	}
-	return jn, nil
+	return nil
 }
 
 func defaultClientURL(peer string) string {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/rootfs"
 )
 
 // Dir is the folder, relative to the target root, that holds the journal and
@@ -85,12 +86,27 @@ const (
 
 // Path returns the journal's path for a root and operation.
 func Path(root, operation string) string {
-	return filepath.Join(root, Dir, operation+"-state.json")
+	return filepath.Join(dirIn(root), operation+"-state.json")
 }
 
 // BackupDir returns the folder, in the root, where this run keeps what it replaces.
 func (j *Journal) BackupDir(root string) string {
-	return filepath.Join(root, Dir, "backup", j.RunID)
+	return filepath.Join(dirIn(root), "backup", j.RunID)
+}
+
+// DirIn is Dir's host path on a root; see dirIn.
+func DirIn(root string) string { return dirIn(root) }
+
+// dirIn is Dir's host path as the master sees it: a master whose /var (or
+// /var/lib) is a symlink keeps the journal at the link's target inside the
+// root. A path that cannot be resolved (a symlink loop) stays as written,
+// where every later operation fails with the loop's error.
+func dirIn(root string) string {
+	p, err := (&rootfs.Root{Path: root}).Resolve(Dir)
+	if err != nil {
+		return filepath.Join(root, Dir)
+	}
+	return p
 }
 
 // Begin starts or resumes the run of an operation on a root:
@@ -185,6 +201,9 @@ func Open(root, operation string, now time.Time) (*Journal, error) {
 		return nil, fmt.Errorf("journal %s is damaged (%v): move it aside to start over", p, err)
 	}
 	j.path = p
+	if err := j.check(); err != nil {
+		return nil, fmt.Errorf("journal %s: %w: it was not written by etcd-rescue; move it aside to start over", p, err)
+	}
 	if j.Steps == nil {
 		j.Steps = map[string]StepRecord{}
 	}
@@ -192,6 +211,56 @@ func Open(root, operation string, now time.Time) (*Journal, error) {
 		j.Notes = map[string]string{}
 	}
 	return &j, nil
+}
+
+// check validates what the journal names on the disk before any of it is
+// used: the run ID names a folder, every kept path is clean and free of
+// "..", and every kept entry is one name.
+func (j *Journal) check() error {
+	if err := rootfs.CheckName(j.RunID); err != nil {
+		return fmt.Errorf("run ID: %w", err)
+	}
+	for _, k := range j.Kept {
+		for _, p := range []string{k.From, k.To} {
+			if err := rootfs.CheckPath(p); err != nil {
+				return fmt.Errorf("kept path: %w", err)
+			}
+		}
+		for _, e := range k.Entries {
+			if err := rootfs.CheckName(e); err != nil {
+				return fmt.Errorf("kept entry of %s: %w", k.From, err)
+			}
+		}
+	}
+	return nil
+}
+
+// CheckInRoot refuses a journal whose kept paths, or the host paths in the
+// named notes, are not inside root: a run that moved data there would move
+// it off the master. Operations call it once they know their root.
+func (j *Journal) CheckInRoot(root string, notes ...string) error {
+	r := &rootfs.Root{Path: filepath.Clean(root)}
+	inRoot := func(p string) error {
+		if _, err := r.Rel(p); err != nil || !filepath.IsAbs(p) || filepath.Clean(p) != p {
+			return fmt.Errorf("journal %s names %q, which is not inside the root %s: it was not written by etcd-rescue for this root; move it aside to start over", j.path, p, root)
+		}
+		return nil
+	}
+	for _, k := range j.Kept {
+		for _, p := range []string{k.From, k.To} {
+			if err := inRoot(p); err != nil {
+				return err
+			}
+		}
+	}
+	for _, n := range notes {
+		if p := j.Notes[n]; p != "" {
+			if err := inRoot(p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // fresh starts a journal whose run ID (its backup folder's name) no

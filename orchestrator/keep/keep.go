@@ -112,7 +112,7 @@ func (k *Keeper) ContentsTarget(dir, rel string) string {
 	if r, ok := k.Journal.KeptAt(dir); ok && r.How == journal.MovedContents {
 		return r.To
 	}
-	if sameDevice(dir, nearestExisting(filepath.Join(k.Root, journal.Dir))) {
+	if sameDevice(dir, nearestExisting(journal.DirIn(k.Root))) {
 		return k.Backup(rel)
 	}
 	return filepath.Join(dir, KeptPrefix+k.Journal.RunID)

@@ -4,10 +4,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 )
 
 func keeper(t *testing.T) *Keeper {
@@ -122,5 +124,41 @@ func TestCopyKeepsTheOriginal(t *testing.T) {
 	}
 	if rec, ok := k.Journal.KeptAt(from); !ok || rec.How != journal.Copied {
 		t.Fatalf("record %+v", rec)
+	}
+}
+
+// TestSymlinkedDataDirKeepsTheLink: a data dir that is an absolute symlink
+// inside the root (/var/lib/etcd -> /data/etcd), resolved in the root as the
+// restore resolves it, keeps the link; its target's contents move.
+func TestSymlinkedDataDirKeepsTheLink(t *testing.T) {
+	k := keeper(t)
+	target := filepath.Join(k.Root, "data/etcd")
+	write(t, filepath.Join(target, "member/snap/db"), "old")
+	link := filepath.Join(k.Root, "var/lib/etcd")
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/data/etcd", link); err != nil {
+		t.Fatal(err)
+	}
+	dir := profile.Abs(k.Root, "var/lib/etcd") // as restore and join resolve it
+	if dir != target {
+		t.Fatalf("resolved %s, want %s", dir, target)
+	}
+	to, err := k.MoveContents(dir, "var/lib/etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := os.Readlink(link); err != nil || l != "/data/etcd" {
+		t.Fatalf("the link changed: %q %v", l, err)
+	}
+	if len(Entries(target)) != 0 || read(t, filepath.Join(to, "member/snap/db")) != "old" {
+		t.Fatalf("contents not moved to %s", to)
+	}
+	if !strings.HasPrefix(to, k.Root+"/") {
+		t.Fatalf("kept outside the root: %s", to)
+	}
+	if r, ok := k.Journal.KeptAt(target); !ok || r.How != journal.MovedContents || r.To != to {
+		t.Fatalf("journal: %+v", k.Journal.Kept)
 	}
 }

@@ -6,10 +6,11 @@ package profile
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/rootfs"
 )
 
 // Profile is one master layout.
@@ -113,10 +114,17 @@ func Get(name string) (*Profile, error) {
 // kubelet's own state may have been moved aside by an earlier, interrupted
 // run, so the manifest is also looked for in the recovery's keep folder.
 func Detect(root string) (*Profile, error) {
+	return DetectIn(&rootfs.Root{Path: root})
+}
+
+// DetectIn is Detect on an opened root: the manifests are looked for as the
+// master sees them, symlinks followed inside the root.
+func DetectIn(r *rootfs.Root) (*Profile, error) {
+	root := r.Path
 	var found []string
 	for _, n := range Names() {
 		p := profiles[n]
-		if exists(filepath.Join(root, p.Manifest)) {
+		if _, err := r.Stat(p.Manifest); err == nil {
 			found = append(found, n)
 		}
 	}
@@ -146,10 +154,13 @@ func (p *Profile) MemberCert(kind, member string) (cert, key string) {
 	return p.certName(kind, member)
 }
 
-// Abs joins a profile path to a root.
-func Abs(root, rel string) string { return filepath.Join(root, rel) }
-
-func exists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+// Abs is the host path of a profile path on a root, symlinks followed
+// inside the root as the master would (see rootfs). A path that cannot be
+// resolved (a symlink loop) is joined as written: using it then fails.
+func Abs(root, rel string) string {
+	p, err := (&rootfs.Root{Path: root}).Resolve(rel)
+	if err != nil {
+		return filepath.Join(root, rel)
+	}
+	return p
 }

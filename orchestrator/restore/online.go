@@ -18,7 +18,7 @@ import (
 // stoppedDir holds the static pod manifests while an online restore has
 // them stopped (the kubelet stops a pod whose manifest leaves its folder).
 func (r *restore) stoppedDir() string {
-	return filepath.Join(r.o.Root, journal.Dir, "stopped-manifests")
+	return filepath.Join(r.abs(journal.Dir), "stopped-manifests")
 }
 
 // stoppedManifest returns the stopped copy of a manifest, or "".

@@ -22,7 +22,10 @@ func (r *restore) verifyBackupStep() steps.Step {
 		ReadOnly: true,
 		Describe: func() string { return "find and verify the backup in " + r.o.BackupDir },
 		Check:    func(context.Context) (steps.State, error) { return steps.ToDo, nil },
-		Run: func(context.Context) error {
+		Run: func(ctx context.Context) error {
+			if err := r.report.Close(); err != nil { // a step re-run: drop the previous copy
+				return err
+			}
 			set, err := backup.FindWith(r.o.BackupDir, backup.FindOptions{Timestamp: r.o.BackupTimestamp, AllowSnapshotOnly: r.o.SnapshotOnly})
 			if err != nil {
 				return err
@@ -31,7 +34,7 @@ func (r *restore) verifyBackupStep() steps.Step {
 			if err != nil {
 				return err
 			}
-			rep, err := backup.Verify(set, backup.Options{SkipHashCheck: r.o.SkipHashCheck, WorkDir: wd})
+			rep, err := backup.VerifyContext(ctx, set, backup.Options{SkipHashCheck: r.o.SkipHashCheck, WorkDir: wd})
 			if err != nil {
 				return err
 			}

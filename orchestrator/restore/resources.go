@@ -80,7 +80,16 @@ func (r *restore) tarFiles(fn func(h *tar.Header, name string, body io.Reader) e
 func (r *restore) resourceDiff(base string) ([]string, error) {
 	var diff []string
 	err := r.tarFiles(func(h *tar.Header, name string, body io.Reader) error {
-		p := filepath.Join(base, name)
+		// A regular file is read where the master would read it (a symlink
+		// followed in the root); a symlink entry is compared as a link.
+		resolve := r.root.Resolve
+		if h.Typeflag == tar.TypeSymlink {
+			resolve = r.root.ResolveParent
+		}
+		p, err := resolve(filepath.Join(r.prof.ResourcesBase, name))
+		if err != nil {
+			return err
+		}
 		switch h.Typeflag {
 		case tar.TypeReg:
 			same, err := sameContent(p, body)
@@ -119,44 +128,44 @@ func sameContent(p string, body io.Reader) (bool, error) {
 	return bytes.Equal(h1.Sum(nil), h2.Sum(nil)), nil
 }
 
-// extractResources writes the tarball's entries under base through an
-// os.Root, which refuses any path that would leave base (including through
-// symlinks an earlier entry made). A file it would replace with other
-// content is moved to the run's backup folder first.
+// extractResources writes the tarball's entries under base (the host path
+// of the profile's ResourcesBase) through the master's root: every path is
+// resolved inside the root, so a certificate folder that is a symlink on
+// the master (absolute ones included) receives the files at its target,
+// and nothing is written outside the root. The backup check refused entries
+// that leave base. A file it would replace with other content is moved to
+// the run's backup folder first.
 func (r *restore) extractResources(base string) error {
-	if err := os.MkdirAll(base, 0o755); err != nil {
+	if _, err := r.root.MkdirAll(r.prof.ResourcesBase, 0o755); err != nil {
 		return err
 	}
-	root, err := os.OpenRoot(base)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
 	keepBase := filepath.Join(r.j.BackupDir(r.o.Root), r.prof.ResourcesBase)
+	rel := func(name string) string { return filepath.Join(r.prof.ResourcesBase, name) }
 	var links []*tar.Header
 	written := 0
-	err = r.tarFiles(func(h *tar.Header, name string, body io.Reader) error {
+	err := r.tarFiles(func(h *tar.Header, name string, body io.Reader) error {
 		mode := fs.FileMode(h.Mode).Perm()
 		switch h.Typeflag {
 		case tar.TypeDir:
-			return root.MkdirAll(name, mode|0o700)
+			_, err := r.root.MkdirAll(rel(name), mode|0o700)
+			return err
 		case tar.TypeReg:
-			if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {
+			if _, err := r.root.MkdirAll(rel(path.Dir(name)), 0o755); err != nil {
 				return err
 			}
 			data, err := io.ReadAll(body)
 			if err != nil {
 				return err
 			}
-			if old, err := root.ReadFile(name); err == nil {
+			if old, err := r.root.ReadFile(rel(name), 0); err == nil {
 				if bytes.Equal(old, data) {
 					return nil
 				}
-				if err := r.keepResource(root, name, keepBase); err != nil {
+				if err := r.keepResource(rel(name), keepBase, name); err != nil {
 					return err
 				}
 			}
-			if err := writeInRoot(root, name, data, mode); err != nil {
+			if err := r.root.WriteFile(rel(name), data, mode); err != nil {
 				return fmt.Errorf("write %s: %w", filepath.Join(base, name), err)
 			}
 			written++
@@ -170,18 +179,25 @@ func (r *restore) extractResources(base string) error {
 	}
 	for _, h := range links {
 		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
-		if l, err := root.Readlink(name); err == nil && l == h.Linkname {
+		p, err := r.root.ResolveParent(rel(name))
+		if err != nil {
+			return err
+		}
+		if l, err := os.Readlink(p); err == nil && l == h.Linkname {
 			continue
 		}
-		if _, err := root.Lstat(name); err == nil {
-			if err := r.keepResource(root, name, keepBase); err != nil {
+		if _, err := os.Lstat(p); err == nil {
+			if err := r.keepResource(rel(name), keepBase, name); err != nil {
 				return err
 			}
 		}
 		if h.Typeflag == tar.TypeSymlink {
-			err = root.Symlink(h.Linkname, name)
+			err = os.Symlink(h.Linkname, p)
 		} else {
-			err = root.Link(strings.TrimPrefix(path.Clean("/"+h.Linkname), "/"), name)
+			var old string
+			if old, err = r.root.ResolveParent(rel(strings.TrimPrefix(path.Clean("/"+h.Linkname), "/"))); err == nil {
+				err = os.Link(old, p)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("link %s: %w", name, err)
@@ -193,26 +209,10 @@ func (r *restore) extractResources(base string) error {
 }
 
 // keepResource moves a file about to be replaced into the backup folder.
-func (r *restore) keepResource(root *os.Root, name, keepBase string) error {
-	return r.keeper().Move(filepath.Join(root.Name(), name), filepath.Join(keepBase, name))
-}
-
-func writeInRoot(root *os.Root, name string, data []byte, mode fs.FileMode) error {
-	tmp := name + ".etcd-rescue-part"
-	f, err := root.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+func (r *restore) keepResource(rel, keepBase, name string) error {
+	p, err := r.root.ResolveParent(rel)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return root.Rename(tmp, name)
+	return r.keeper().Move(p, filepath.Join(keepBase, name))
 }

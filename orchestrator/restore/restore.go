@@ -24,8 +24,10 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcdversion"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/live"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/lock"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/rootfs"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 )
 
@@ -113,7 +115,8 @@ func Prepare(o Options) (*Restore, error) {
 	return &Restore{r: r}, nil
 }
 
-// Close removes what a dry run extracted outside the root.
+// Close removes the backup's scratch copy and what a dry run extracted
+// outside the root, and releases the root's lock.
 func (x *Restore) Close() { x.r.cleanup() }
 
 // Execute runs the restore's steps followed by more (the rescue image's
@@ -161,6 +164,13 @@ type restore struct {
 	// run changes anything).
 	backupFile string
 	tmpDirs    []string
+	// root resolves every path on the master as the master sees it.
+	root *rootfs.Root
+	// lock keeps other runs off the root from Prepare to Close.
+	lock *lock.Lock
+	// oldDataErr says why the old data dir could not be read, when it
+	// exists but is damaged or not etcd's.
+	oldDataErr error
 }
 
 func (r *restore) now() time.Time {
@@ -183,14 +193,6 @@ func newRestore(o Options) (*restore, error) {
 	if o.Online && o.Host == nil {
 		return nil, errors.New("online restore needs access to the kubelet and container runtime of this host")
 	}
-	root, err := filepath.Abs(o.Root)
-	if err != nil {
-		return nil, err
-	}
-	o.Root = root
-	if st, err := os.Stat(root); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("root %s is not a folder: mount the master's root filesystem and pass it with --root", root)
-	}
 	if o.BackupDir == "" {
 		return nil, errors.New("no backup given: pass --backup DIR (the folder with snapshot_<ts>.db and static_kuberesources_<ts>.tar.gz)")
 	}
@@ -205,23 +207,52 @@ func newRestore(o Options) (*restore, error) {
 	if _, err := plan.ParseInitialCluster(plan.InitialCluster(o.Member)); err != nil {
 		return nil, fmt.Errorf("member %s: %w", o.Member.Name, err)
 	}
-	r := &restore{o: o, out: o.Out, member: o.Member, prof: o.Profile}
-	if r.prof == nil {
-		if r.prof, err = profile.Detect(root); err != nil {
-			return nil, err
+	root, err := rootfs.Open(o.Root)
+	if err != nil {
+		return nil, fmt.Errorf("%w: mount the master's root filesystem and pass it with --root", err)
+	}
+	o.Root = root.Path
+	// The lock comes first: the journal and everything else is read under it.
+	l, err := lock.Acquire(root.Path)
+	if err != nil {
+		return nil, err
+	}
+	r := &restore{o: o, out: o.Out, member: o.Member, root: root, lock: l}
+	if err := r.load(); err != nil {
+		r.cleanup()
+		return nil, err
+	}
+	return r, nil
+}
+
+// load finds the layout, begins or resumes the journal and checks every
+// input the steps will use; it changes nothing on the root.
+func (r *restore) load() error {
+	o := r.o
+	if o.Profile != nil {
+		p := *o.Profile
+		r.prof = &p
+	} else {
+		p, err := profile.DetectIn(r.root)
+		if err != nil {
+			return err
 		}
+		r.prof = p
 	}
 	warnProxy(r.out, r.member.PeerURL)
 
-	j, resumed, err := journal.Begin(root, "restore", r.params(), r.now(), o.DryRun)
+	j, resumed, err := journal.Begin(r.root.Path, "restore", r.params(), r.now(), o.DryRun)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if resumed {
 		fmt.Fprintf(r.out, "resuming restore run %s from %s\n", j.RunID, j.File())
 	}
 	r.j = j
-	return r, nil
+	if err := j.CheckInRoot(r.root.Path, "keptDataDir"); err != nil {
+		return err
+	}
+	return r.checkInputs()
 }
 
 // params identify a run. The backup is not one of them: the rescue image
@@ -245,7 +276,17 @@ func (r *restore) token() string {
 	return "etcd-rescue-" + r.j.RunID
 }
 
-func (r *restore) abs(rel string) string { return filepath.Join(r.o.Root, rel) }
+// abs is the host path of a path on the master, symlinks followed inside
+// the root. checkInputs resolved every path the steps use, so an error here
+// (a symlink loop) only comes from a root changed under the run: the path
+// is then returned as written, where the step's own operation fails.
+func (r *restore) abs(rel string) string {
+	p, err := r.root.Resolve(rel)
+	if err != nil {
+		return filepath.Join(r.root.Path, rel)
+	}
+	return p
+}
 
 // workDir holds files the run extracts (the snapshot of a single-file
 // backup). A dry run uses a temporary folder outside the root.
@@ -258,12 +299,20 @@ func (r *restore) workDir() (string, error) {
 		r.tmpDirs = append(r.tmpDirs, d)
 		return d, nil
 	}
-	return filepath.Join(r.o.Root, journal.Dir, "work", r.j.RunID), nil
+	return filepath.Join(r.abs(journal.Dir), "work", r.j.RunID), nil
 }
 
 func (r *restore) cleanup() {
+	if err := r.report.Close(); err != nil {
+		fmt.Fprintf(r.out, "warning: remove the backup's scratch copy: %v\n", err)
+	}
 	for _, d := range r.tmpDirs {
 		os.RemoveAll(d)
+	}
+	r.tmpDirs = nil
+	if r.lock != nil {
+		r.lock.Release()
+		r.lock = nil
 	}
 }
 

@@ -48,7 +48,7 @@ func (r *restore) restoreSnapshotStep() steps.Step {
 			}
 			return steps.ToDo, nil
 		},
-		Run: func(context.Context) error { return r.restoreSnapshot() },
+		Run: func(ctx context.Context) error { return r.restoreSnapshot(ctx) },
 	}
 }
 
@@ -108,6 +108,9 @@ func (r *restore) bump() (int64, string) {
 		return ahead + bumpMargin, fmt.Sprintf("old data dir's backend is at revision %d, the snapshot at %d: %d written after the backup, "+
 			"+ %d margin for writes only in the WAL or on other members", info.Revision, snapRev, ahead, bumpMargin)
 	}
+	if r.oldDataErr != nil {
+		return bumpUnknown, fmt.Sprintf("the old data dir cannot be read (%v), so nothing tells how far the cluster got: the OpenShift default", r.oldDataErr)
+	}
 	return bumpUnknown, "no old data dir tells how far the cluster got: the OpenShift default"
 }
 
@@ -126,7 +129,10 @@ func (r *restore) clusterID() string {
 	return c.ID().String()
 }
 
-func (r *restore) restoreSnapshot() error {
+// restoreSnapshot checks ctx between its phases: a SIGINT or SIGTERM
+// stops it before the next one, and the staging folder it leaves is
+// started anew by the next run.
+func (r *restore) restoreSnapshot(ctx context.Context) error {
 	dataDir := r.abs(r.prof.DataDir)
 	mode := fs.FileMode(0o700)
 	if m, err := strconv.ParseUint(r.j.Notes["dataDirMode"], 8, 32); err == nil {
@@ -150,6 +156,9 @@ func (r *restore) restoreSnapshot() error {
 	if err := os.RemoveAll(staging); err != nil {
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
 		SnapshotPath:        r.set.Snapshot,
 		Name:                r.member.Name,
@@ -166,10 +175,16 @@ func (r *restore) restoreSnapshot() error {
 	if err != nil {
 		return fmt.Errorf("etcd snapshot restore: %w", err)
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := r.chownDataDir(staging); err != nil {
 		return err
 	}
 	if err := syncTree(staging); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if err := r.j.Note("restoreCommitting", "true"); err != nil {

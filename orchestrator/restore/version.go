@@ -1,7 +1,9 @@
 package restore
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcdversion"
@@ -41,7 +43,7 @@ func (r *restore) serverVersion() (*etcdversion.Version, string) {
 		return &v, "from --etcd-version"
 	}
 	image := ""
-	if m, err := manifest.Load(r.abs(r.prof.Manifest)); err == nil {
+	if m, err := manifest.Load(r.manifestPath()); err == nil {
 		image = m.EtcdContainer().Image
 		if v, ok := etcdversion.FromImage(image); ok {
 			return &v, "from the manifest's image " + image
@@ -74,14 +76,26 @@ func (r *restore) backupWrittenBy() *etcdversion.Version {
 // kept aside by an earlier attempt of this run. It returns nil when
 // neither holds a readable backend.
 func (r *restore) oldData() (*etcddata.Info, string) {
+	info, dir, _ := r.oldDataWithErr()
+	return info, dir
+}
+
+// oldDataWithErr is oldData with the error of the first place that has a
+// backend but cannot be read.
+func (r *restore) oldDataWithErr() (*etcddata.Info, string, error) {
 	dirs := []string{r.abs(r.prof.DataDir)}
 	if kept := r.j.Notes["keptDataDir"]; kept != "" {
 		dirs = append(dirs, kept)
 	}
+	var first error
 	for _, dir := range dirs {
-		if info, err := etcddata.Read(etcddata.DBPath(dir)); err == nil {
-			return info, dir
+		info, err := etcddata.Read(etcddata.DBPath(dir))
+		if err == nil {
+			return info, dir, nil
+		}
+		if first == nil || errors.Is(first, fs.ErrNotExist) {
+			first = err
 		}
 	}
-	return nil, ""
+	return nil, "", first
 }

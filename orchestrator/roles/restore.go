@@ -83,9 +83,10 @@ func profileOf(p *plan.Plan) (*profile.Profile, error) {
 // runs when the survivor boots its own OS again.
 func installSteps(env *boot.Env) []steps.Step {
 	root := env.Root
-	binDst := filepath.Join(root, signer.DefaultBinary)
-	planDst := filepath.Join(root, plan.DefaultPath)
-	tokDst := filepath.Join(root, signer.StateDir, "tokens.json")
+	// Resolved as the master sees them (a symlinked /usr/local or /var).
+	binDst := profile.Abs(root, signer.DefaultBinary)
+	planDst := profile.Abs(root, plan.DefaultPath)
+	tokDst := profile.Abs(root, filepath.Join(signer.StateDir, "tokens.json"))
 	planBytes := env.Files[ignition.PlanPath].Data
 	tokens, haveTokens := env.Files[SignerTokensFile]
 
@@ -136,7 +137,8 @@ func installSteps(env *boot.Env) []steps.Step {
 				return steps.ToDo, err
 			}
 			for _, f := range files {
-				p := filepath.Join(root, f.Path)
+				p := profile.Abs(root, filepath.Dir(f.Path))
+				p = filepath.Join(p, filepath.Base(f.Path))
 				if f.Link != "" {
 					if l, err := os.Readlink(p); err != nil || l != f.Link {
 						return steps.ToDo, nil

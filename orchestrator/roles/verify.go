@@ -41,8 +41,8 @@ func Verify(ctx context.Context, env *boot.Env) error {
 			ReadOnly: true,
 			Describe: func() string { return "check the snapshot and the static resources of " + set.Snapshot },
 			Check:    func(context.Context) (steps.State, error) { return steps.ToDo, nil },
-			Run: func(context.Context) error {
-				r, err := backup.Verify(set, backup.Options{SkipHashCheck: env.Plan.Backup.SkipHashCheck})
+			Run: func(ctx context.Context) error {
+				r, err := backup.VerifyContext(ctx, set, backup.Options{SkipHashCheck: env.Plan.Backup.SkipHashCheck})
 				if err != nil {
 					return err
 				}
@@ -52,6 +52,9 @@ func Verify(ctx context.Context, env *boot.Env) error {
 			},
 		},
 	}
+	// A single-file backup's extracted snapshot is scratch: removed on
+	// every way out.
+	defer func() { rep.Close() }()
 	r := steps.Runner{Operation: "verify", Out: env.Console}
 	return r.Run(ctx, list, func() string {
 		if rep == nil || rep.Snapshot == nil {
