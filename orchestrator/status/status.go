@@ -14,6 +14,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/boxtable"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/members"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 )
@@ -135,28 +136,7 @@ func (r *Report) WriteTable(w io.Writer) {
 			strconv.FormatBool(m.Learner), strconv.FormatBool(m.Leader), idx, size, health,
 		})
 	}
-	widths := make([]int, len(head))
-	for _, row := range rows {
-		for i, c := range row {
-			widths[i] = max(widths[i], len(c))
-		}
-	}
-	sep := "+"
-	for _, wd := range widths {
-		sep += strings.Repeat("-", wd+2) + "+"
-	}
-	fmt.Fprintln(w, sep)
-	for i, row := range rows {
-		line := "|"
-		for j, c := range row {
-			line += " " + c + strings.Repeat(" ", widths[j]-len(c)) + " |"
-		}
-		fmt.Fprintln(w, line)
-		if i == 0 {
-			fmt.Fprintln(w, sep)
-		}
-	}
-	fmt.Fprintln(w, sep)
+	boxtable.Write(w, rows)
 	fmt.Fprintf(w, "cluster %x, leader %x, %d members\n", r.ClusterID, r.LeaderID, len(r.Members))
 }
 

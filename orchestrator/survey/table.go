@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/boxtable"
 )
 
 // WriteTable prints the ranking like 'etcdctl -w table', then each
@@ -18,7 +19,7 @@ func (r *Report) WriteTable(w io.Writer) {
 			numOrDash(s.Index), numOrDash(s.Term), revision(s), inWAL(s), lostEntries(s), lostRevisions(s), status(s),
 		})
 	}
-	writeBoxed(w, rows)
+	boxtable.Write(w, rows)
 	for _, s := range r.Sources {
 		if s.Error != "" {
 			fmt.Fprintf(w, "[%d] error: %s\n", s.Rank, s.Error)
@@ -123,30 +124,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// writeBoxed prints rows (the first is the header) in etcdctl's boxed style.
-func writeBoxed(w io.Writer, rows [][]string) {
-	widths := make([]int, len(rows[0]))
-	for _, row := range rows {
-		for i, c := range row {
-			widths[i] = max(widths[i], len(c))
-		}
-	}
-	sep := "+"
-	for _, wd := range widths {
-		sep += strings.Repeat("-", wd+2) + "+"
-	}
-	fmt.Fprintln(w, sep)
-	for i, row := range rows {
-		line := "|"
-		for j, c := range row {
-			line += " " + c + strings.Repeat(" ", widths[j]-len(c)) + " |"
-		}
-		fmt.Fprintln(w, line)
-		if i == 0 {
-			fmt.Fprintln(w, sep)
-		}
-	}
-	fmt.Fprintln(w, sep)
 }
