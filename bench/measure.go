@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -43,7 +44,7 @@ const peer = "https://127.0.0.1:2380"
 
 func measure(c config, snap string) (*result, error) {
 	r := &result{size: fileSize(snap)}
-	st, err := backup.VerifySnapshot(snap, false)
+	st, err := backup.VerifySnapshot(context.Background(), snap, false, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -2,16 +2,15 @@ package backup
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
-	"time"
 
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
-	"go.uber.org/zap"
+
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/boltcheck"
 )
 
 // SnapshotInfo is what a verified snapshot holds.
@@ -21,18 +20,28 @@ type SnapshotInfo struct {
 	// HasHash is true when the file ends with the sha256 trailer etcd
 	// appends to snapshots it streams; it was checked when true.
 	HasHash bool
-	// Status is etcdutl's snapshot status: bbolt hash, revision, keys, size.
+	// Status holds the figures etcdutl's snapshot status prints (hash,
+	// revision, keys, size, storage version), computed by the structure
+	// check's walk as etcdutl computes them.
 	Status snapshot.Status
+	// Check is the structure check's report: pages, buckets, revisions.
+	Check *boltcheck.Report
 }
 
 // hasTrailer mirrors etcd's rule: a snapshot streamed by etcd is a whole
 // number of 512-byte sectors plus the 32-byte sha256 trailer.
 func hasTrailer(size int64) bool { return size%512 == sha256.Size }
 
+// Progress is called with the bytes read so far and the bytes to read in
+// all (the trailer check reads the file once, the structure check once
+// more, from the page cache).
+type Progress func(done, total int64)
+
 // VerifySnapshot checks a snapshot file: its sha256 trailer (unless
-// skipHashCheck), then bbolt's own integrity check and etcd's status
-// (hash, revision, keys), through etcdutl's snapshot library.
-func VerifySnapshot(path string, skipHashCheck bool) (*SnapshotInfo, error) {
+// skipHashCheck), then the structure of every page and etcd's schema
+// (boltcheck), which also yields etcdutl's status figures. ctx stops it;
+// progress may be nil.
+func VerifySnapshot(ctx context.Context, path string, skipHashCheck bool, progress Progress) (*SnapshotInfo, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
@@ -41,33 +50,64 @@ func VerifySnapshot(path string, skipHashCheck bool) (*SnapshotInfo, error) {
 	if st.Size() == 0 {
 		return nil, fmt.Errorf("snapshot %s is empty: the backup was not written; take a new one or use another", path)
 	}
+	if progress == nil {
+		progress = func(int64, int64) {}
+	}
 	info.HasHash = hasTrailer(st.Size())
+	total := st.Size()
+	if info.HasHash {
+		total *= 2
+	}
 	switch {
 	case info.HasHash:
-		if err := checkTrailer(path, st.Size()); err != nil {
+		if err := checkTrailer(ctx, path, st.Size(), func(n int64) { progress(n, total) }); err != nil {
 			return nil, err
 		}
 	case !skipHashCheck:
 		return nil, fmt.Errorf("snapshot %s has no sha256 trailer (size %d is not 512·n+32): it is truncated, damaged, or a copy of a data dir's db file. "+
 			"If it is a db file copied from a data dir, pass --skip-hash-check", path, st.Size())
 	}
-	status, err := snapshotStatus(path, st.Size())
+	base := total - st.Size()
+	sum := newStatusSum()
+	rep, err := boltcheck.Check(ctx, path, boltcheck.Options{
+		Values:   sum.add,
+		Progress: func(p boltcheck.Progress) { progress(base+min(p.Bytes, st.Size()), total) },
+	})
 	if err != nil {
-		return nil, fmt.Errorf("snapshot %s fails etcd's integrity check: %w", path, err)
+		if _, damaged := boltcheck.KindOf(err); damaged {
+			return nil, fmt.Errorf("snapshot %s fails etcd's integrity check: %w; use another backup", path, err)
+		}
+		return nil, fmt.Errorf("snapshot %s: %w", path, err)
 	}
-	info.Status = status
+	progress(total, total)
+	info.Check = rep
+	info.Status = sum.status(rep)
 	return info, nil
 }
 
-func checkTrailer(path string, size int64) error {
+// trailerBuffer is the size of the trailer check's reads: large enough
+// that a USB stick or a network volume streams at its full rate.
+const trailerBuffer = 4 << 20
+
+func checkTrailer(ctx context.Context, path string, size int64, progress func(int64)) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.CopyN(h, f, size-sha256.Size); err != nil {
-		return fmt.Errorf("read snapshot %s: %w", path, err)
+	buf := make([]byte, trailerBuffer)
+	for done, n := int64(0), size-sha256.Size; done < n; {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("snapshot %s: sha256 check stopped: %w", path, err)
+		}
+		chunk := buf[:min(int64(len(buf)), n-done)]
+		if _, err := io.ReadFull(f, chunk); err != nil {
+			return fmt.Errorf("read snapshot %s: %w", path, err)
+		}
+		h.Write(chunk)
+		done += int64(len(chunk))
+		progress(done)
 	}
 	want := make([]byte, sha256.Size)
 	if _, err := io.ReadFull(f, want); err != nil {
@@ -77,43 +117,4 @@ func checkTrailer(path string, size int64) error {
 		return fmt.Errorf("snapshot %s is damaged: its sha256 is %x but its trailer says %x; use another backup", path, got[:8], want[:8])
 	}
 	return nil
-}
-
-// statusDeadline bounds bbolt's walk of a snapshot: a damaged file (one
-// without a trailer, taken with --skip-hash-check) can hold page cycles
-// that keep the walk going forever. A healthy file is walked at well over
-// 20 MiB/s.
-var statusDeadline = func(size int64) time.Duration { return time.Minute + time.Duration(size/(20<<20))*time.Second }
-
-// snapshotStatus runs etcdutl's status, which panics on some damaged files
-// inside bbolt; a panic becomes an error, and so does a walk that does not
-// end within statusDeadline (it is left to finish in the background).
-func snapshotStatus(path string, size int64) (snapshot.Status, error) {
-	type result struct {
-		st  snapshot.Status
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		var r result
-		// A truncated file faults on bbolt's memory map: a panic too.
-		debug.SetPanicOnFault(true)
-		defer func() {
-			if p := recover(); p != nil {
-				r.err = fmt.Errorf("bbolt: %v", p)
-			}
-			done <- r
-		}()
-		r.st, r.err = snapshot.NewV3(zap.NewNop()).Status(path)
-		if r.err == nil && r.st.Revision == 0 && r.st.TotalKey == 0 && r.st.TotalSize == 0 {
-			r.err = errors.New("not an etcd snapshot (no key bucket)")
-		}
-	}()
-	limit := statusDeadline(size)
-	select {
-	case r := <-done:
-		return r.st, r.err
-	case <-time.After(limit):
-		return snapshot.Status{}, fmt.Errorf("bbolt's walk of the file did not end within %s: its pages are damaged (a loop); use another backup", limit)
-	}
 }
