@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -39,10 +40,16 @@ func main() {
 		dtime   = flag.Duration("drill-timeout", 2*time.Hour, "longest one drill may run")
 		kernel  = flag.String("kernel", "", "kernel the drill's VMs boot (default: the one `make kernel` cached)")
 		modules = flag.String("modules", "", "the kernel's /lib/modules/<version> folder (with -kernel)")
+		parts   = flag.String("parts", "restore,verify,image,drill", "what to measure: restore, verify, image, drill. Without restore, only the verification section of -out is replaced (the rest is printed)")
 		etcd    = flag.String("etcd", "", "etcd server binary the drill's masters run (default: built from go.etcd.io/etcd/server/v3 at go.mod's version)")
 	)
 	flag.Parse()
-	if err := run(config{sizes: *sizes, runs: *runs, cache: *cache, work: *work, rescue: *rescue, etcdutl: *etcdutl, out: *out, image: *img, boots: *boots,
+	ps, err := parseParts(*parts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	if err := run(config{parts: ps, sizes: *sizes, runs: *runs, cache: *cache, work: *work, rescue: *rescue, etcdutl: *etcdutl, out: *out, image: *img, boots: *boots,
 		drillKeys: *dkeys, drillTimeout: *dtime, kernel: *kernel, modules: *modules, etcd: *etcd}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -55,6 +62,22 @@ type config struct {
 	image                                    bool
 	drillKeys, kernel, modules, etcd         string
 	drillTimeout                             time.Duration
+	parts                                    map[string]bool
+}
+
+// parseParts reads -parts: a comma-separated subset of the parts.
+func parseParts(s string) (map[string]bool, error) {
+	ps := map[string]bool{}
+	for _, p := range strings.Split(s, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "restore", "verify", "image", "drill":
+			ps[p] = true
+		case "":
+		default:
+			return nil, fmt.Errorf("-parts: %q is not restore, verify, image or drill", p)
+		}
+	}
+	return ps, nil
 }
 
 func run(c config) error {
@@ -76,6 +99,9 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
+	if !c.parts["drill"] {
+		keys = nil
+	}
 	var drillIn *drillInputs
 	if len(keys) > 0 {
 		if drillIn, err = prepareDrill(c, keys); err != nil {
@@ -83,6 +109,10 @@ func run(c config) error {
 		}
 	}
 	rep := &report{machine: machine(c.work)}
+	if !c.parts["restore"] {
+		rep.partial = fmt.Sprintf("Measured %s on %s with `-parts %s` at %s only, runs alternating, %d each; other sizes were not re-run.",
+			time.Now().UTC().Format("2006-01-02 15:04 UTC"), rep.machine, strings.Join(sortedKeys(c.parts), ","), c.sizes, c.runs)
+	}
 	var largest string // the largest snapshot measured: it is profiled
 	for _, s := range strings.Split(c.sizes, ",") {
 		size, err := parseSize(s)
@@ -107,12 +137,12 @@ func run(c config) error {
 		fmt.Println(res.line())
 		largest = snap
 	}
-	if largest != "" {
+	if largest != "" && c.parts["restore"] {
 		if rep.profile, err = profileRestore(c, largest); err != nil {
 			return err
 		}
 	}
-	if c.image {
+	if c.image && c.parts["image"] {
 		ir, err := measureImage(c, c.boots)
 		if err != nil {
 			return err
@@ -122,9 +152,32 @@ func run(c config) error {
 	if drillIn != nil {
 		rep.drill = measureDrill(c, drillIn)
 	}
+	if rep.partial != "" {
+		// Only the verification section is replaced; the rest of the
+		// results stays as the last full run wrote it.
+		fmt.Print("\n" + rep.markdown())
+		if !c.parts["verify"] || len(rep.rows) == 0 {
+			return nil
+		}
+		old, err := os.ReadFile(c.out)
+		if err != nil {
+			return err
+		}
+		text := spliceSection(string(old), "\n## Backup verification", rep.verifyMarkdown())
+		return os.WriteFile(c.out, []byte(text), 0o644)
+	}
 	text := rep.markdown()
 	fmt.Print("\n" + text)
 	return os.WriteFile(c.out, []byte(text), 0o644)
+}
+
+func sortedKeys(m map[string]bool) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
 }
 
 func parseSize(s string) (int64, error) {
