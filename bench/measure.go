@@ -240,6 +240,9 @@ func stats(s []sample) (min, median time.Duration, rss int64) {
 			rss = x.maxRSS
 		}
 	}
+	if len(w) == 0 {
+		return 0, 0, 0
+	}
 	sort.Slice(w, func(i, j int) bool { return w[i] < w[j] })
 	return w[0], w[len(w)/2], rss
 }
@@ -261,9 +264,18 @@ func peak(of func(sample) int64, runs [][]sample) int64 {
 }
 
 func (r *result) line() string {
-	_, u, _ := stats(r.restoreUtl)
-	_, e, _ := stats(r.restoreRescue)
-	return fmt.Sprintf("%s: etcdutl restore %s, etcd-rescue restore %s (ratio %.2f)", mib(r.size), u.Round(time.Millisecond), e.Round(time.Millisecond), float64(e)/float64(u))
+	var parts []string
+	if len(r.restoreUtl) > 0 {
+		_, u, _ := stats(r.restoreUtl)
+		_, e, _ := stats(r.restoreRescue)
+		parts = append(parts, fmt.Sprintf("etcdutl restore %s, etcd-rescue restore %s (ratio %.2f)", u.Round(time.Millisecond), e.Round(time.Millisecond), float64(e)/float64(u)))
+	}
+	if len(r.statusUtl) > 0 {
+		_, u, _ := stats(r.statusUtl)
+		_, e, _ := stats(r.verifyRescue)
+		parts = append(parts, fmt.Sprintf("etcdutl status %s, etcd-rescue verify-backup %s (ratio %.2f)", u.Round(time.Millisecond), e.Round(time.Millisecond), float64(e)/float64(u)))
+	}
+	return mib(r.size) + ": " + strings.Join(parts, "; ")
 }
 
 func mib(n int64) string {
@@ -468,7 +480,7 @@ func (rep *report) targets() string {
 }
 
 // memoryNote says why peak RSS and peak anonymous memory differ.
-const memoryNote = "Peak RSS (VmHWM) counts the pages of the database file that bbolt maps read-only, which the kernel can drop and read again under memory pressure, so for both tools it follows the file's size; peak anonymous memory (the largest RssAnon sampled every 20 ms) counts only the process's own heap and stacks, which the kernel cannot drop without swap."
+const memoryNote = "Peak RSS (VmHWM) counts the pages of the database file that bbolt maps read-only (etcdutl, and etcd-rescue's restore), which the kernel can drop and read again under memory pressure, so there it follows the file's size (verify-backup reads with pread and maps nothing); peak anonymous memory (the largest RssAnon sampled every 20 ms) counts only the process's own heap and stacks, which the kernel cannot drop without swap."
 
 // mib1 is n in MiB with one decimal: anonymous peaks can be small.
 func mib1(n int64) string { return fmt.Sprintf("%.1f", float64(n)/(1<<20)) }
