@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,6 +63,29 @@ func TestVerifyStatusMatchesEtcdutl(t *testing.T) {
 	}
 	if size := info.Size; total != size || last != size {
 		t.Errorf("progress ended at %d of %d, want %d of %d", last, total, size, size)
+	}
+
+	// With etcd's trailer, the hash and the structure check run side by
+	// side; progress counts both reads, from one goroutine at a time.
+	b, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	snap := filepath.Join(t.TempDir(), "snapshot.db")
+	if err := os.WriteFile(snap, append(b, sum[:]...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var calls []int64
+	info, err = VerifySnapshot(context.Background(), snap, false, func(done, all int64) { calls = append(calls, done); total = all })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.HasHash || info.Status != want {
+		t.Errorf("with a trailer: status = %+v (trailer %v), etcdutl says %+v", info.Status, info.HasHash, want)
+	}
+	if size := info.Size; total != 2*size || calls[len(calls)-1] != 2*size {
+		t.Errorf("progress ended at %d of %d, want %d of %d", calls[len(calls)-1], total, 2*size, 2*size)
 	}
 }
 
