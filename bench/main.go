@@ -108,8 +108,8 @@ func run(c config) error {
 	}
 	rep := &report{machine: machine(c.work)}
 	if !c.parts["restore"] {
-		rep.partial = fmt.Sprintf("Measured %s on %s with `-parts %s` at %s only, runs alternating, %d each; other sizes were not re-run.",
-			time.Now().UTC().Format("2006-01-02 15:04 UTC"), rep.machine, strings.Join(sortedKeys(c.parts), ","), c.sizes, c.runs)
+		rep.partial = fmt.Sprintf("Measured %s on %s with `-parts %s` at %s only, runs alternating, %d each; other sizes were not re-run. Load average (1, 5, 15 min) at the start: %s.",
+			time.Now().UTC().Format("2006-01-02 15:04 UTC"), rep.machine, strings.Join(sortedKeys(c.parts), ","), c.sizes, c.runs, loadAverage())
 	}
 	var largest string // the largest snapshot measured: it is profiled
 	for _, s := range strings.Split(c.sizes, ",") {
@@ -151,6 +151,7 @@ func run(c config) error {
 		rep.drill = measureDrill(c, drillIn)
 	}
 	if rep.partial != "" {
+		rep.partial += " At the end: " + loadAverage() + "."
 		// Only the verification section is replaced; the rest of the
 		// results stays as the last full run wrote it.
 		if !c.parts["verify"] || len(rep.rows) == 0 {
@@ -199,6 +200,16 @@ func buildEtcdutl(out string) error {
 		}
 	}
 	return nil
+}
+
+// loadAverage is the first three fields of /proc/loadavg: on a shared
+// machine, how busy it was while measuring.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], ", ")
+	}
+	return "unknown"
 }
 
 func sortedKeys(m map[string]bool) []string {
