@@ -20,7 +20,10 @@ import (
 
 // sample is one timed run of a command.
 type sample struct {
-	wall   time.Duration
+	wall time.Duration
+	// cpu is the user and system time the command used: unlike the wall
+	// time, it hardly moves with the load of a shared machine.
+	cpu    time.Duration
 	maxRSS int64 // bytes: VmHWM, the peak resident set
 	// maxAnon is the largest RssAnon sampled while the command ran: its
 	// heap, stacks and other private memory, without the file pages (the
@@ -170,7 +173,8 @@ func timed(bin string, args ...string) (sample, error) {
 	if err != nil {
 		return sample{}, fmt.Errorf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out.String())
 	}
-	return sample{wall: wall, maxRSS: p.hwm, maxAnon: p.anon, steps: stepTimes(out.String())}, nil
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return sample{wall: wall, cpu: cpu, maxRSS: p.hwm, maxAnon: p.anon, steps: stepTimes(out.String())}, nil
 }
 
 // pollEvery is how often timed reads the child's /proc status.
@@ -361,12 +365,13 @@ func (rep *report) verifyMarkdown() string {
 	if rep.partial != "" {
 		b.WriteString(rep.partial + "\n\n")
 	}
-	b.WriteString("| snapshot | etcdutl status median | etcd-rescue verify-backup median | ratio | peak RSS etcdutl / etcd-rescue | peak anon etcdutl / etcd-rescue |\n|---|---|---|---|---|---|\n")
+	b.WriteString("| snapshot | etcdutl status median | etcd-rescue verify-backup median | ratio | CPU (user+sys) median etcdutl / etcd-rescue | CPU ratio | peak RSS etcdutl / etcd-rescue | peak anon etcdutl / etcd-rescue |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rep.rows {
 		_, umed, urss := stats(r.statusUtl)
 		_, emed, erss := stats(r.verifyRescue)
-		fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %d / %d MiB | %s / %s MiB |\n", mib(r.size), d(umed), d(emed), float64(emed)/float64(umed),
-			urss>>20, erss>>20, mib1(peakAnon(r.statusUtl)), mib1(peakAnon(r.verifyRescue)))
+		ucpu, ecpu := medianCPU(r.statusUtl), medianCPU(r.verifyRescue)
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s / %s | %.2f | %d / %d MiB | %s / %s MiB |\n", mib(r.size), d(umed), d(emed), float64(emed)/float64(umed),
+			d(ucpu), d(ecpu), float64(ecpu)/float64(ucpu), urss>>20, erss>>20, mib1(peakAnon(r.statusUtl)), mib1(peakAnon(r.verifyRescue)))
 	}
 	if len(rep.rows) > 0 {
 		b.WriteString("\n" + memoryNote + "\n")
@@ -378,10 +383,20 @@ func (rep *report) verifyMarkdown() string {
 	return b.String()
 }
 
+// medianCPU is the median CPU time of the runs.
+func medianCPU(s []sample) time.Duration {
+	c := make([]sample, len(s))
+	for i, x := range s {
+		c[i] = sample{wall: x.cpu}
+	}
+	_, med, _ := stats(c)
+	return med
+}
+
 // verifyTargets states the verification targets as met or not: time
 // against etcdutl's status at every size, peak RSS at the largest.
 func (rep *report) verifyTargets() string {
-	var parts []string
+	var parts, cpu []string
 	ok := true
 	for _, r := range rep.rows {
 		_, umed, _ := stats(r.statusUtl)
@@ -389,11 +404,12 @@ func (rep *report) verifyTargets() string {
 		ratio := float64(emed) / float64(umed)
 		ok = ok && ratio <= 0.1
 		parts = append(parts, fmt.Sprintf("%.2f at %s", ratio, mib(r.size)))
+		cpu = append(cpu, fmt.Sprintf("%.2f", float64(medianCPU(r.verifyRescue))/float64(medianCPU(r.statusUtl))))
 	}
 	r := rep.rows[len(rep.rows)-1]
 	rss := peakRSS(r.verifyRescue)
-	return fmt.Sprintf("Target verify-backup ≤ 0.1× etcdutl snapshot status: %s (%s). Target peak RSS ≤ 256 MiB (stated for 8 GiB): %d MiB at %s, %s.",
-		metWord(ok), strings.Join(parts, ", "), rss>>20, mib(r.size), metWord(rss <= 256<<20))
+	return fmt.Sprintf("Target verify-backup ≤ 0.1× etcdutl snapshot status (wall time): %s (%s; in CPU time %s). Target peak RSS ≤ 256 MiB (stated for 8 GiB): %d MiB at %s, %s.",
+		metWord(ok), strings.Join(parts, ", "), strings.Join(cpu, ", "), rss>>20, mib(r.size), metWord(rss <= 256<<20))
 }
 
 // spliceSection replaces the section of doc that starts with heading (up
