@@ -49,14 +49,8 @@ func VerifySnapshot(ctx context.Context, path string, skipHashCheck bool, progre
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	info := &SnapshotInfo{Path: path, Size: st.Size()}
-	if st.Size() == 0 {
-		return nil, fmt.Errorf("snapshot %s is empty: the backup was not written; take a new one or use another", path)
-	}
-	switch info.HasHash = hasTrailer(st.Size()); {
-	case info.HasHash:
-	case !skipHashCheck:
-		return nil, fmt.Errorf("snapshot %s has no sha256 trailer (size %d is not 512·n+32): it is truncated, damaged, or a copy of a data dir's db file. "+
-			"If it is a db file copied from a data dir, pass --skip-hash-check", path, st.Size())
+	if info.HasHash, err = trailerRule(path, st.Size(), skipHashCheck); err != nil {
+		return nil, err
 	}
 	meter := newBothMeter(progress, st.Size(), info.HasHash)
 	sum := newStatusSum()
