@@ -108,7 +108,7 @@ func run(c config) error {
 	}
 	rep := &report{machine: machine(c.work)}
 	if !c.parts["restore"] {
-		rep.partial = fmt.Sprintf("Measured %s on %s with `-parts %s` at %s only, runs alternating, %d each; other sizes were not re-run. Load average (1, 5, 15 min) at the start: %s.",
+		rep.partial = fmt.Sprintf("Measured %s on %s with `-parts %s` at %s only, runs alternating, %d each; other sizes were not re-run, and the other sections (the Targets table too) are from the last full run. Load average (1, 5, 15 min) at the start: %s.",
 			time.Now().UTC().Format("2006-01-02 15:04 UTC"), rep.machine, strings.Join(sortedKeys(c.parts), ","), c.sizes, c.runs, loadAverage())
 	}
 	var largest string // the largest snapshot measured: it is profiled

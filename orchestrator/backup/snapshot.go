@@ -149,18 +149,14 @@ func checkTrailer(ctx context.Context, path string, size int64, progress func(in
 	}
 	defer f.Close()
 	h := sha256.New()
-	buf := make([]byte, trailerBuffer)
-	for done, n := int64(0), size-sha256.Size; done < n; {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("snapshot %s: sha256 check stopped: %w", path, err)
-		}
-		chunk := buf[:min(int64(len(buf)), n-done)]
-		if _, err := io.ReadFull(f, chunk); err != nil {
-			return fmt.Errorf("read snapshot %s: %w", path, err)
-		}
-		h.Write(chunk)
-		done += int64(len(chunk))
+	var done int64
+	if err := readChunks(ctx, f, size-sha256.Size, func(b []byte) error {
+		h.Write(b)
+		done += int64(len(b))
 		progress(done)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("snapshot %s: sha256 check: %w", path, err)
 	}
 	want := make([]byte, sha256.Size)
 	if _, err := io.ReadFull(f, want); err != nil {

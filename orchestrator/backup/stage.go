@@ -97,23 +97,19 @@ func copyHashed(ctx context.Context, src, dst string, size int64, trailer bool, 
 		body -= sha256.Size
 	}
 	h := sha256.New()
-	buf := make([]byte, trailerBuffer)
-	for done := int64(0); done < body; {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("snapshot %s: copy stopped: %w", src, err)
-		}
-		chunk := buf[:min(int64(len(buf)), body-done)]
-		if _, err := io.ReadFull(in, chunk); err != nil {
-			return fmt.Errorf("read snapshot %s: %w", src, err)
-		}
+	var done int64
+	if err := readChunks(ctx, in, body, func(b []byte) error {
 		if trailer {
-			h.Write(chunk)
+			h.Write(b)
 		}
-		if _, err := out.Write(chunk); err != nil {
+		if _, err := out.Write(b); err != nil {
 			return fmt.Errorf("stage snapshot %s: %w", dst, err)
 		}
-		done += int64(len(chunk))
+		done += int64(len(b))
 		progress(done)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("snapshot %s: copy: %w", src, err)
 	}
 	if trailer {
 		want := make([]byte, sha256.Size)
