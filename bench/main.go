@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -40,12 +41,18 @@ func main() {
 		dtime   = flag.Duration("drill-timeout", 2*time.Hour, "longest one drill may run")
 		kernel  = flag.String("kernel", "", "kernel the drill's VMs boot (default: the one `make kernel` cached)")
 		modules = flag.String("modules", "", "the kernel's /lib/modules/<version> folder (with -kernel)")
+		parts   = flag.String("parts", "restore,verify,image,drill", "what to measure: restore, verify, image, drill. Without restore, only the verification section of -out is replaced (the rest is printed)")
 		etcd    = flag.String("etcd", "", "etcd server binary the drill's masters run (default: built from go.etcd.io/etcd/server/v3 at go.mod's version)")
 		kernels = flag.String("kernels", "generic=.cache/kernel/generic,cloud=.cache/kernel/cloud", "kernel flavours (flavour=folder, as `make kernel` caches them) whose images' size and boot budgets are compared")
 		imgOnly = flag.Bool("image-only", false, "measure only the kernel flavours' images (size, first line, disks listed) and rewrite that section of -out")
 	)
 	flag.Parse()
-	if err := run(config{sizes: *sizes, runs: *runs, cache: *cache, work: *work, rescue: *rescue, lab: *labBin, etcdutl: *etcdutl, out: *out, image: *img, boots: *boots,
+	ps, err := parseParts(*parts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	if err := run(config{parts: ps, sizes: *sizes, runs: *runs, cache: *cache, work: *work, rescue: *rescue, lab: *labBin, etcdutl: *etcdutl, out: *out, image: *img, boots: *boots,
 		drillKeys: *dkeys, drillTimeout: *dtime, kernel: *kernel, modules: *modules, etcd: *etcd, kernels: *kernels, imageOnly: *imgOnly}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -60,6 +67,22 @@ type config struct {
 	drillTimeout                                  time.Duration
 	kernels                                       string
 	imageOnly                                     bool
+	parts                                         map[string]bool
+}
+
+// parseParts reads -parts: a comma-separated subset of the parts.
+func parseParts(s string) (map[string]bool, error) {
+	ps := map[string]bool{}
+	for _, p := range strings.Split(s, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "restore", "verify", "image", "drill":
+			ps[p] = true
+		case "":
+		default:
+			return nil, fmt.Errorf("-parts: %q is not restore, verify, image or drill", p)
+		}
+	}
+	return ps, nil
 }
 
 func run(c config) error {
@@ -71,10 +94,8 @@ func run(c config) error {
 	}
 	if c.etcdutl == "" {
 		c.etcdutl = filepath.Join(c.cache, "etcdutl")
-		cmd := exec.Command("go", "build", "-o", c.etcdutl, "go.etcd.io/etcd/etcdutl/v3")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build etcdutl: %v\n%s", err, b)
+		if err := buildEtcdutl(c.etcdutl); err != nil {
+			return err
 		}
 	}
 	if _, err := os.Stat(c.rescue); err != nil {
@@ -84,6 +105,9 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
+	if !c.parts["drill"] {
+		keys = nil
+	}
 	var drillIn *drillInputs
 	if len(keys) > 0 {
 		if drillIn, err = prepareDrill(c, keys); err != nil {
@@ -91,6 +115,10 @@ func run(c config) error {
 		}
 	}
 	rep := &report{machine: machine(c.work)}
+	if !c.parts["restore"] {
+		rep.partial = fmt.Sprintf("Measured %s on %s with `-parts %s` at %s only, runs alternating, %d each; other sizes were not re-run, and the other sections (the Targets table too) are from the last full run. Load average (1, 5, 15 min) at the start: %s.",
+			time.Now().UTC().Format("2006-01-02 15:04 UTC"), rep.machine, strings.Join(sortedKeys(c.parts), ","), c.sizes, c.runs, loadAverage())
+	}
 	var largest string // the largest snapshot measured: it is profiled
 	for _, s := range strings.Split(c.sizes, ",") {
 		size, err := parseSize(s)
@@ -115,12 +143,12 @@ func run(c config) error {
 		fmt.Println(res.line())
 		largest = snap
 	}
-	if largest != "" {
+	if largest != "" && c.parts["restore"] {
 		if rep.profile, err = profileRestore(c, largest); err != nil {
 			return err
 		}
 	}
-	if c.image {
+	if c.image && c.parts["image"] {
 		ir, err := measureImage(c, c.boots)
 		if err != nil {
 			return err
@@ -134,9 +162,75 @@ func run(c config) error {
 	if drillIn != nil {
 		rep.drill = measureDrill(c, drillIn)
 	}
+	if rep.partial != "" {
+		rep.partial += " At the end: " + loadAverage() + "."
+		// Only the verification section is replaced; the rest of the
+		// results stays as the last full run wrote it.
+		if !c.parts["verify"] || len(rep.rows) == 0 {
+			return nil
+		}
+		fmt.Print(rep.verifyMarkdown())
+		old, err := os.ReadFile(c.out)
+		if err != nil {
+			return err
+		}
+		text := spliceSection(string(old), "\n## Backup verification", rep.verifyMarkdown())
+		return os.WriteFile(c.out, []byte(text), 0o644)
+	}
 	text := rep.markdown()
 	fmt.Print("\n" + text)
 	return os.WriteFile(c.out, []byte(text), 0o644)
+}
+
+// buildEtcdutl builds etcdutl's command at go.mod's version in a module of
+// its own: this module does not require every package the command needs,
+// and etcdutl's go.mod has replace directives, which go install refuses.
+func buildEtcdutl(out string) error {
+	v, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "go.etcd.io/etcd/etcdutl/v3").Output()
+	if err != nil {
+		return fmt.Errorf("etcdutl's version in go.mod: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "bench-etcdutl-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	out, err = filepath.Abs(out)
+	if err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"mod", "init", "bench/etcdutl"},
+		{"get", "go.etcd.io/etcd/etcdutl/v3@" + strings.TrimSpace(string(v))},
+		{"build", "-o", out, "go.etcd.io/etcd/etcdutl/v3"},
+	} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build etcdutl: go %s: %v\n%s", strings.Join(args, " "), err, b)
+		}
+	}
+	return nil
+}
+
+// loadAverage is the first three fields of /proc/loadavg: on a shared
+// machine, how busy it was while measuring.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], ", ")
+	}
+	return "unknown"
+}
+
+func sortedKeys(m map[string]bool) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
 }
 
 func parseSize(s string) (int64, error) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,7 +20,10 @@ import (
 
 // sample is one timed run of a command.
 type sample struct {
-	wall   time.Duration
+	wall time.Duration
+	// cpu is the user and system time the command used: unlike the wall
+	// time, it hardly moves with the load of a shared machine.
+	cpu    time.Duration
 	maxRSS int64 // bytes: VmHWM, the peak resident set
 	// maxAnon is the largest RssAnon sampled while the command ran: its
 	// heap, stacks and other private memory, without the file pages (the
@@ -43,7 +47,7 @@ const peer = "https://127.0.0.1:2380"
 
 func measure(c config, snap string) (*result, error) {
 	r := &result{size: fileSize(snap)}
-	st, err := backup.VerifySnapshot(snap, false)
+	st, err := backup.VerifySnapshot(context.Background(), snap, false, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -56,56 +60,77 @@ func measure(c config, snap string) (*result, error) {
 		return nil, err
 	}
 	for i := 0; i < c.runs; i++ {
-		// etcdutl, as a user would run it
-		dir := filepath.Join(c.work, "etcdutl")
-		os.RemoveAll(dir)
-		r.cacheDropped = dropCaches()
-		s, err := timed(c.etcdutl, "snapshot", "restore", snap, "--name", member, "--initial-cluster", member+"="+peer,
-			"--initial-advertise-peer-urls", peer, "--data-dir", dir, "--bump-revision", "1000000", "--mark-compacted")
-		if err != nil {
-			return nil, err
+		if c.parts["restore"] {
+			if err := measureRestore(c, ca, snap, r); err != nil {
+				return nil, err
+			}
 		}
-		r.restoreUtl = append(r.restoreUtl, s)
-		os.RemoveAll(dir)
-
-		// etcd-rescue, offline on a kubeadm master root, the same restore
-		root := filepath.Join(c.work, "root")
-		os.RemoveAll(root)
-		if _, err := fixture.Write(root, fixture.Master{Profile: "kubeadm", NodeName: member, MemberName: member, IP: "127.0.0.1"}, ca); err != nil {
-			return nil, err
+		if c.parts["verify"] {
+			if err := measureVerify(c, snap, r); err != nil {
+				return nil, err
+			}
 		}
-		dropCaches()
-		s, err = timed(c.rescue, "restore", "--root", root, "--backup", snap, "--snapshot-only", "--profile", "kubeadm",
-			"--name", member, "--initial-cluster", member+"="+peer, "--revision-bump", "1000000")
-		if err != nil {
-			return nil, err
-		}
-		r.restoreRescue = append(r.restoreRescue, s)
-		os.RemoveAll(root)
-
-		// the floor: copy the file and fsync it
-		dropCaches()
-		start := time.Now()
-		if err := atomicfile.CopyFile(snap, filepath.Join(c.work, "copy.db"), 0o644); err != nil {
-			return nil, err
-		}
-		r.copyFloor = append(r.copyFloor, sample{wall: time.Since(start)})
-		os.Remove(filepath.Join(c.work, "copy.db"))
-
-		dropCaches()
-		s, err = timed(c.etcdutl, "snapshot", "status", snap)
-		if err != nil {
-			return nil, err
-		}
-		r.statusUtl = append(r.statusUtl, s)
-		dropCaches()
-		s, err = timed(c.rescue, "verify-backup", "--snapshot-only", snap)
-		if err != nil {
-			return nil, err
-		}
-		r.verifyRescue = append(r.verifyRescue, s)
 	}
 	return r, nil
+}
+
+// measureRestore times one run each of etcdutl's restore, etcd-rescue's
+// restore and the copy+fsync floor.
+func measureRestore(c config, ca *pki.CA, snap string, r *result) error {
+	// etcdutl, as a user would run it
+	dir := filepath.Join(c.work, "etcdutl")
+	os.RemoveAll(dir)
+	r.cacheDropped = dropCaches()
+	s, err := timed(c.etcdutl, "snapshot", "restore", snap, "--name", member, "--initial-cluster", member+"="+peer,
+		"--initial-advertise-peer-urls", peer, "--data-dir", dir, "--bump-revision", "1000000", "--mark-compacted")
+	if err != nil {
+		return err
+	}
+	r.restoreUtl = append(r.restoreUtl, s)
+	os.RemoveAll(dir)
+
+	// etcd-rescue, offline on a kubeadm master root, the same restore
+	root := filepath.Join(c.work, "root")
+	os.RemoveAll(root)
+	if _, err := fixture.Write(root, fixture.Master{Profile: "kubeadm", NodeName: member, MemberName: member, IP: "127.0.0.1"}, ca); err != nil {
+		return err
+	}
+	dropCaches()
+	s, err = timed(c.rescue, "restore", "--root", root, "--backup", snap, "--snapshot-only", "--profile", "kubeadm",
+		"--name", member, "--initial-cluster", member+"="+peer, "--revision-bump", "1000000")
+	if err != nil {
+		return err
+	}
+	r.restoreRescue = append(r.restoreRescue, s)
+	os.RemoveAll(root)
+
+	// the floor: copy the file and fsync it
+	dropCaches()
+	start := time.Now()
+	if err := atomicfile.CopyFile(snap, filepath.Join(c.work, "copy.db"), 0o644); err != nil {
+		return err
+	}
+	r.copyFloor = append(r.copyFloor, sample{wall: time.Since(start)})
+	os.Remove(filepath.Join(c.work, "copy.db"))
+	return nil
+}
+
+// measureVerify times one run each of etcdutl's status and etcd-rescue's
+// verify-backup.
+func measureVerify(c config, snap string, r *result) error {
+	r.cacheDropped = dropCaches()
+	s, err := timed(c.etcdutl, "snapshot", "status", snap)
+	if err != nil {
+		return err
+	}
+	r.statusUtl = append(r.statusUtl, s)
+	dropCaches()
+	s, err = timed(c.rescue, "verify-backup", "--snapshot-only", snap)
+	if err != nil {
+		return err
+	}
+	r.verifyRescue = append(r.verifyRescue, s)
+	return nil
 }
 
 // timed runs a command and returns its wall time, peak RSS and peak
@@ -148,7 +173,8 @@ func timed(bin string, args ...string) (sample, error) {
 	if err != nil {
 		return sample{}, fmt.Errorf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out.String())
 	}
-	return sample{wall: wall, maxRSS: p.hwm, maxAnon: p.anon, steps: stepTimes(out.String())}, nil
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return sample{wall: wall, cpu: cpu, maxRSS: p.hwm, maxAnon: p.anon, steps: stepTimes(out.String())}, nil
 }
 
 // pollEvery is how often timed reads the child's /proc status.
@@ -218,6 +244,9 @@ func stats(s []sample) (min, median time.Duration, rss int64) {
 			rss = x.maxRSS
 		}
 	}
+	if len(w) == 0 {
+		return 0, 0, 0
+	}
 	sort.Slice(w, func(i, j int) bool { return w[i] < w[j] })
 	return w[0], w[len(w)/2], rss
 }
@@ -239,9 +268,18 @@ func peak(of func(sample) int64, runs [][]sample) int64 {
 }
 
 func (r *result) line() string {
-	_, u, _ := stats(r.restoreUtl)
-	_, e, _ := stats(r.restoreRescue)
-	return fmt.Sprintf("%s: etcdutl restore %s, etcd-rescue restore %s (ratio %.2f)", mib(r.size), u.Round(time.Millisecond), e.Round(time.Millisecond), float64(e)/float64(u))
+	var parts []string
+	if len(r.restoreUtl) > 0 {
+		_, u, _ := stats(r.restoreUtl)
+		_, e, _ := stats(r.restoreRescue)
+		parts = append(parts, fmt.Sprintf("etcdutl restore %s, etcd-rescue restore %s (ratio %.2f)", u.Round(time.Millisecond), e.Round(time.Millisecond), float64(e)/float64(u)))
+	}
+	if len(r.statusUtl) > 0 {
+		_, u, _ := stats(r.statusUtl)
+		_, e, _ := stats(r.verifyRescue)
+		parts = append(parts, fmt.Sprintf("etcdutl status %s, etcd-rescue verify-backup %s (ratio %.2f)", u.Round(time.Millisecond), e.Round(time.Millisecond), float64(e)/float64(u)))
+	}
+	return mib(r.size) + ": " + strings.Join(parts, "; ")
 }
 
 func mib(n int64) string {
@@ -252,6 +290,9 @@ func mib(n int64) string {
 }
 
 type report struct {
+	// partial, when set, says this run measured only some parts: only
+	// the verification section is written, into the existing results.
+	partial string
 	machine string
 	rows    []*result
 	skipped []string
@@ -293,18 +334,7 @@ func (rep *report) markdown() string {
 	if rep.profile != nil {
 		b.WriteString(rep.profile.markdown())
 	}
-	b.WriteString("\n## Backup verification: `etcd-rescue verify-backup` against `etcdutl snapshot status`\n\n")
-	b.WriteString("etcdutl's status runs bbolt's check and counts keys; etcd-rescue also checks the sha256 trailer.\n\n")
-	b.WriteString("| snapshot | etcdutl status median | etcd-rescue verify-backup median | ratio | peak RSS etcdutl / etcd-rescue | peak anon etcdutl / etcd-rescue |\n|---|---|---|---|---|---|\n")
-	for _, r := range rep.rows {
-		_, umed, urss := stats(r.statusUtl)
-		_, emed, erss := stats(r.verifyRescue)
-		fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %d / %d MiB | %s / %s MiB |\n", mib(r.size), d(umed), d(emed), float64(emed)/float64(umed),
-			urss>>20, erss>>20, mib1(peakAnon(r.statusUtl)), mib1(peakAnon(r.verifyRescue)))
-	}
-	if len(rep.rows) > 0 {
-		b.WriteString("\n" + memoryNote + "\n")
-	}
+	b.WriteString(rep.verifyMarkdown())
 	if len(rep.rows) > 0 {
 		fmt.Fprintf(&b, "\nPage cache dropped before every run: %v.\n", rep.rows[0].cacheDropped)
 	}
@@ -329,6 +359,76 @@ func d(x time.Duration) string {
 		return x.Round(100 * time.Millisecond).String()
 	}
 	return x.Round(time.Millisecond).String()
+}
+
+// verifyMarkdown is the section on verify-backup against etcdutl's status.
+func (rep *report) verifyMarkdown() string {
+	var b strings.Builder
+	b.WriteString("\n## Backup verification: `etcd-rescue verify-backup` against `etcdutl snapshot status`\n\n")
+	b.WriteString("etcdutl's status runs bbolt's Tx.Check over the file's mmap, then hashes every key and value and decodes every revision to count live keys. " +
+		"etcd-rescue's verify-backup checks the sha256 trailer (one sequential read), then walks every page with boltcheck (pread from the page cache, bitsets), which computes the same figures (hash, revision, live keys, size, storage version) on the way.\n\n")
+	if rep.partial != "" {
+		b.WriteString(rep.partial + "\n\n")
+	}
+	b.WriteString("| snapshot | etcdutl status median | etcd-rescue verify-backup median | ratio | CPU (user+sys) median etcdutl / etcd-rescue | CPU ratio | peak RSS etcdutl / etcd-rescue | peak anon etcdutl / etcd-rescue |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rep.rows {
+		_, umed, urss := stats(r.statusUtl)
+		_, emed, erss := stats(r.verifyRescue)
+		ucpu, ecpu := medianCPU(r.statusUtl), medianCPU(r.verifyRescue)
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s / %s | %.2f | %d / %d MiB | %s / %s MiB |\n", mib(r.size), d(umed), d(emed), float64(emed)/float64(umed),
+			d(ucpu), d(ecpu), float64(ecpu)/float64(ucpu), urss>>20, erss>>20, mib1(peakAnon(r.statusUtl)), mib1(peakAnon(r.verifyRescue)))
+	}
+	if len(rep.rows) > 0 {
+		b.WriteString("\n" + memoryNote + "\n")
+		if rep.partial != "" {
+			fmt.Fprintf(&b, "\nPage cache dropped before every run: %v.\n", rep.rows[0].cacheDropped)
+		}
+		b.WriteString("\n" + rep.verifyTargets() + "\n")
+	}
+	return b.String()
+}
+
+// medianCPU is the median CPU time of the runs.
+func medianCPU(s []sample) time.Duration {
+	c := make([]sample, len(s))
+	for i, x := range s {
+		c[i] = sample{wall: x.cpu}
+	}
+	_, med, _ := stats(c)
+	return med
+}
+
+// verifyTargets states the verification targets as met or not: time
+// against etcdutl's status at every size, peak RSS at the largest.
+func (rep *report) verifyTargets() string {
+	var parts, cpu []string
+	ok := true
+	for _, r := range rep.rows {
+		_, umed, _ := stats(r.statusUtl)
+		_, emed, _ := stats(r.verifyRescue)
+		ratio := float64(emed) / float64(umed)
+		ok = ok && ratio <= 0.1
+		parts = append(parts, fmt.Sprintf("%.2f at %s", ratio, mib(r.size)))
+		cpu = append(cpu, fmt.Sprintf("%.2f", float64(medianCPU(r.verifyRescue))/float64(medianCPU(r.statusUtl))))
+	}
+	r := rep.rows[len(rep.rows)-1]
+	rss := peakRSS(r.verifyRescue)
+	return fmt.Sprintf("Target verify-backup ≤ 0.1× etcdutl snapshot status (wall time): %s (%s; in CPU time %s). Target peak RSS ≤ 256 MiB (stated for 8 GiB): %d MiB at %s, %s.",
+		metWord(ok), strings.Join(parts, ", "), strings.Join(cpu, ", "), rss>>20, mib(r.size), metWord(rss <= 256<<20))
+}
+
+// spliceSection replaces the section of doc that starts with heading (up
+// to the next "\n## ") with section, or appends section.
+func spliceSection(doc, heading, section string) string {
+	i := strings.Index(doc, heading)
+	if i < 0 {
+		return doc + section
+	}
+	end := len(doc)
+	if j := strings.Index(doc[i+len(heading):], "\n## "); j >= 0 {
+		end = i + len(heading) + j
+	}
+	return doc[:i] + section + doc[end:]
 }
 
 // machine describes the host: cores, CPU model, disk.
@@ -359,6 +459,12 @@ func (rep *report) targets() string {
 		_, emed, _ := stats(r.restoreRescue)
 		ratio := float64(emed) / float64(umed)
 		fmt.Fprintf(&b, "| restore ratio ≤ 1.05 at %s | %.2f | %v |\n", mib(r.size), ratio, ratio <= 1.05)
+	}
+	for _, r := range rep.rows {
+		_, umed, _ := stats(r.statusUtl)
+		_, emed, _ := stats(r.verifyRescue)
+		ratio := float64(emed) / float64(umed)
+		fmt.Fprintf(&b, "| verify-backup ≤ 0.1× etcdutl snapshot status at %s | %.2f | %v |\n", mib(r.size), ratio, ratio <= 0.1)
 	}
 	var memory string
 	if len(rep.rows) > 0 {
@@ -395,7 +501,7 @@ func (rep *report) targets() string {
 }
 
 // memoryNote says why peak RSS and peak anonymous memory differ.
-const memoryNote = "Peak RSS (VmHWM) counts the pages of the database file that bbolt maps read-only, which the kernel can drop and read again under memory pressure, so for both tools it follows the file's size; peak anonymous memory (the largest RssAnon sampled every 20 ms) counts only the process's own heap and stacks, which the kernel cannot drop without swap."
+const memoryNote = "Peak RSS (VmHWM) counts the pages of the database file that bbolt maps read-only (etcdutl, and etcd-rescue's restore), which the kernel can drop and read again under memory pressure, so there it follows the file's size (verify-backup reads with pread and maps nothing); peak anonymous memory (the largest RssAnon sampled every 20 ms) counts only the process's own heap and stacks, which the kernel cannot drop without swap."
 
 // mib1 is n in MiB with one decimal: anonymous peaks can be small.
 func mib1(n int64) string { return fmt.Sprintf("%.1f", float64(n)/(1<<20)) }

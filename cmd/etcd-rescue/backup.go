@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/progress"
 )
 
 // etcdFlags are the etcd client flags shared by the commands that talk to etcd.
@@ -69,7 +71,9 @@ func newBackupCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			set, err := backup.Save(c.Context(), backup.SaveOptions{Client: cfg, Root: root, Profile: p, OutDir: out, Log: c.OutOrStdout()})
+			meter := newMeter(c, "download snapshot", 0)
+			set, err := backup.Save(c.Context(), backup.SaveOptions{Client: cfg, Root: root, Profile: p, OutDir: out, Log: c.OutOrStdout(), Progress: meter.Func()})
+			meter.Finish()
 			if err != nil {
 				return err
 			}
@@ -82,6 +86,14 @@ func newBackupCmd() *cobra.Command {
 	c.Flags().StringVar(&out, "out", "", "folder that receives the backup files")
 	c.Flags().StringVar(&profArg, "profile", "", "master layout: openshift-4.3 or kubeadm (default: detect)")
 	return c
+}
+
+// newMeter shows progress on the command's stderr, so that its report on
+// stdout stays clean: a bar on a terminal, a line every few seconds
+// elsewhere.
+func newMeter(c *cobra.Command, label string, total int64) *progress.Meter {
+	w := c.ErrOrStderr()
+	return progress.New(w, label, total, progress.Options{Mode: progress.ModeFor(w, false)})
 }
 
 func newVerifyBackupCmd() *cobra.Command {
@@ -99,7 +111,9 @@ func newVerifyBackupCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rep, err := backup.VerifyContext(c.Context(), set, backup.Options{SkipHashCheck: skipHash})
+			meter := newMeter(c, "verify "+filepath.Base(args[0]), 0)
+			rep, err := backup.VerifyContext(c.Context(), set, backup.Options{SkipHashCheck: skipHash, Progress: meter.Func()})
+			meter.Finish()
 			if err != nil {
 				return err
 			}

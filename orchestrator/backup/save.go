@@ -16,8 +16,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/snapshot"
-	"go.uber.org/zap"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
@@ -36,8 +34,11 @@ type SaveOptions struct {
 	OutDir string
 	// Now is the clock (the timestamp in the names); nil means time.Now.
 	Now func() time.Time
-	// Log receives progress lines; nil discards them.
+	// Log receives what Save is about to do; nil discards it.
 	Log io.Writer
+	// Progress, if set, follows the snapshot's download: bytes received of
+	// the member's backend size.
+	Progress Progress
 }
 
 // Save writes snapshot_<ts>.db and static_kuberesources_<ts>.tar.gz into
@@ -74,7 +75,7 @@ func Save(ctx context.Context, o SaveOptions) (*Set, error) {
 		cfg := o.Client
 		cfg.Endpoints = []string{ep}
 		fmt.Fprintf(logw, "saving snapshot from %s into %s\n", ep, set.Snapshot)
-		if _, err := snapshot.SaveWithVersion(ctx, zap.NewNop(), cfg, set.Snapshot); err != nil {
+		if err := downloadSnapshot(ctx, cfg, set.Snapshot, o.Progress); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
 			continue
 		}

@@ -26,6 +26,8 @@ type Options struct {
 	Budget int64
 	// MaxEntries bounds the tarball's entries; 0 means DefaultMaxEntries.
 	MaxEntries int
+	// Progress, if set, follows the snapshot's checks (see Progress).
+	Progress Progress
 }
 
 // Report is what Verify found.
@@ -90,13 +92,13 @@ func VerifyContext(ctx context.Context, set *Set, o Options) (rep *Report, err e
 			set.Snapshot = p
 		}
 	}
-	si, err := VerifySnapshot(set.Snapshot, o.SkipHashCheck)
+	si, err := VerifySnapshot(ctx, set.Snapshot, o.SkipHashCheck, o.Progress)
 	if err != nil {
 		return nil, err
 	}
 	r.Snapshot = si
 	if !si.HasHash {
-		r.Warnings = append(r.Warnings, "the snapshot has no sha256 trailer: only bbolt's own check vouches for it")
+		r.Warnings = append(r.Warnings, "the snapshot has no sha256 trailer: only the structure check vouches for it")
 	}
 	r.Warnings = append(r.Warnings, set.Notes...)
 	return r, nil
@@ -168,7 +170,14 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "snapshot\t%s\n", s.Path)
 		fmt.Fprintf(tw, "  size\t%d bytes\n", s.Size)
 		fmt.Fprintf(tw, "  sha256\t%s\n", hash)
-		fmt.Fprintf(tw, "  bbolt\tintegrity check passed\n")
+		fmt.Fprintf(tw, "  bbolt\tintegrity check passed (every page: reachable once or free, key order, etcd revisions)\n")
+		if c := s.Check; c != nil {
+			fmt.Fprintf(tw, "  pages\t%d of %d bytes (%d branch, %d leaf, %d overflow, %d free)\n", c.Pages, c.PageSize, c.BranchPages, c.LeafPages, c.OverflowPages, c.FreePages)
+			fmt.Fprintf(tw, "  revisions\t%d (%d deletions), %d to %d\n", c.Keys, c.Tombstones, c.MinRevision, c.MaxRevision)
+			for _, w := range c.Warnings {
+				fmt.Fprintf(tw, "note\t%s\n", w)
+			}
+		}
 		fmt.Fprintf(tw, "  hash\t%08x\n", s.Status.Hash)
 		fmt.Fprintf(tw, "  revision\t%d\n", s.Status.Revision)
 		fmt.Fprintf(tw, "  total keys\t%d\n", s.Status.TotalKey)

@@ -100,6 +100,14 @@ type Options struct {
 	// Progress, if set, is called every few thousand pages and once at the
 	// end, from the goroutine that called Check.
 	Progress func(Progress)
+	// Values, if set, is called in key order for each top-level bucket:
+	// with its name (key and value nil) before its entries, then with each
+	// of its entries (value nil for a bucket nested in it). This is the
+	// order etcdutl's snapshot status hashes them in. The slices are valid
+	// during the call only. Values costs a read of every value (those on
+	// overflow pages too). An error it returns stops the check and is
+	// reported as an Etcd error on that page.
+	Values func(bucket, key, value []byte) error
 }
 
 // Progress is how far Check is.

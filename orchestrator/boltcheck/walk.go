@@ -42,6 +42,9 @@ type bucket struct {
 	inline bool
 	// etcdKeys is etcd's "key" bucket.
 	etcdKeys bool
+	// name is a top-level bucket's name (nil below the top level), for
+	// Options.Values.
+	name []byte
 }
 
 func (b *bucket) String() string {
@@ -232,7 +235,22 @@ func (c *checker) leaf(l int, p *pageView, lo, hi []byte, b *bucket) ([]byte, er
 					return nil, err
 				}
 			}
+			if b.name != nil && c.opts.Values != nil {
+				// The value goes in the slot key i-1 used: it is no longer needed.
+				value, err := p.bytes((i+1)%2, vAt, int64(vsize))
+				if err != nil {
+					return nil, err
+				}
+				if err := c.values(p, b, i, key, value); err != nil {
+					return nil, err
+				}
+			}
 			continue
+		}
+		if b.name != nil && c.opts.Values != nil {
+			if err := c.values(p, b, i, key, nil); err != nil {
+				return nil, err
+			}
 		}
 		// The value goes in the slot key i-1 used: it is no longer needed.
 		value, err := p.bytes((i+1)%2, vAt, int64(vsize))
@@ -253,6 +271,14 @@ func (c *checker) subBucket(l int, p *pageView, b *bucket, key, value []byte) er
 		child.path = b.path + "/" + child.path
 	}
 	child.etcdKeys = b.root && !c.opts.SkipEtcd && child.path == "key"
+	if b.root {
+		child.name = []byte(child.path)
+		if c.opts.Values != nil {
+			if err := c.values(p, child, -1, nil, nil); err != nil {
+				return err
+			}
+		}
+	}
 	c.keyBucket = c.keyBucket || child.etcdKeys
 	c.rep.Buckets++
 	switch {
@@ -291,6 +317,19 @@ func (c *checker) subBucket(l int, p *pageView, b *bucket, key, value []byte) er
 	}
 	_, err := c.leaf(l+1, ip, nil, nil, child)
 	return err
+}
+
+// values hands leaf element i of top-level bucket b (i < 0: the bucket's
+// name) to Options.Values.
+func (c *checker) values(p *pageView, b *bucket, i int, key, value []byte) error {
+	err := c.opts.Values(b.name, key, value)
+	switch {
+	case err == nil:
+		return nil
+	case i < 0:
+		return c.pageErr(Etcd, p.id, fmt.Sprintf("%s: %v", b, err))
+	}
+	return c.pageErr(Etcd, p.id, fmt.Sprintf("%s: key[%d] %x: %v", b, i, key, err))
 }
 
 // order is bbolt's verifyKeyOrder: key i of a page must be above the
