@@ -291,4 +291,3 @@ func spliceKernels(results, section string) string {
 	}
 	return results + "\n" + section
 }
-
