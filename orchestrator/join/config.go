@@ -113,6 +113,9 @@ func (jn *joiner) configStep() steps.Step {
 			if err != nil {
 				return err
 			}
+			if err := jn.recordDataDir(); err != nil {
+				return err
+			}
 			// The data dir etcd creates from here on is this member's.
 			if err := os.MkdirAll(jn.abs(jn.prof.DataDir), 0o700); err != nil {
 				return err

@@ -249,6 +249,12 @@ func (jn *joiner) load() error {
 		}
 	}
 	jn.prof = prof
+	// Checked before the journal is begun: a broken manifest is refused
+	// with the root unchanged.
+	dataDir, why, err := jn.manifestDataDir()
+	if err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for _, k := range signer.Kinds {
 		c, _ := prof.MemberCert(k, signer.CertIdentity(m))
@@ -268,7 +274,7 @@ func (jn *joiner) load() error {
 	if resumed {
 		fmt.Fprintf(jn.out, "resuming join run %s from %s\n", jn.j.RunID, jn.j.File())
 	}
-	return nil
+	return jn.chooseDataDir(dataDir, why)
 }
 
 func defaultClientURL(peer string) string {

@@ -53,6 +53,9 @@ func (jn *joiner) keepStep() steps.Step {
 			return steps.ToDo, nil
 		},
 		Run: func(context.Context) error {
+			if err := jn.recordDataDir(); err != nil {
+				return err
+			}
 			k := jn.keeper()
 			move, dataDir, cp := jn.old()
 			for _, rel := range cp {

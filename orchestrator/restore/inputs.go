@@ -44,40 +44,19 @@ func (r *restore) checkInputs() error {
 	return nil
 }
 
-// discoveredPlaceholders stand for what OpenShift's discovery writes.
-const discoveredPlaceholders = "ETCD_IPV4_ADDRESS=192.0.2.1\nETCD_DNS_NAME=etcd.invalid\nETCD_WILDCARD_DNS_NAME=*.invalid\n"
-
-// useManifestDataDir makes the data dir the one etcd really uses: its last
-// --data-dir (or ETCD_DATA_DIR), mapped through the pod's hostPath volumes.
-// Only when the manifest names none is the profile's default kept.
+// useManifestDataDir makes the data dir the one etcd really uses (see
+// manifest.DataDirOnHost); only when the manifest names none is the
+// profile's default kept.
 func (r *restore) useManifestDataDir() error {
 	m, err := manifest.Load(r.manifestPath())
 	if err != nil {
 		return err
 	}
-	// OpenShift's discovery init container writes /run/etcd/environment at
-	// start: the node's IP and DNS names, which never bear on the data dir.
-	inv, err := m.Invocation(manifest.Runtime{Root: r.root.Path, NodeName: r.member.Host,
-		Files: map[string]string{"/run/etcd/environment": discoveredPlaceholders}})
+	rel, why, err := m.DataDirOnHost(r.root.Path, r.member.Host, r.prof.DataDir)
 	if err != nil {
-		fmt.Fprintf(r.out, "    data dir: /%s (the profile's; the manifest's etcd command line could not be read: %v)\n", r.prof.DataDir, err)
-		return nil
+		return err
 	}
-	dd := inv.Flags()["data-dir"]
-	if dd == "" {
-		fmt.Fprintf(r.out, "    data dir: /%s (the profile's; the manifest gives etcd no --data-dir)\n", r.prof.DataDir)
-		return nil
-	}
-	host, ok := inv.HostPath("/", dd)
-	if !ok {
-		return fmt.Errorf("the etcd manifest %s gives etcd --data-dir %s, which no hostPath volume of the pod holds: etcd's data would not be on the master's disk; fix the manifest and re-run",
-			r.manifestPath(), dd)
-	}
-	rel := strings.TrimPrefix(filepath.Clean(host), "/")
-	if rel == "" {
-		return fmt.Errorf("the etcd manifest %s puts etcd's data dir (%s) at the master's root folder: refusing to move the whole root aside", r.manifestPath(), dd)
-	}
-	fmt.Fprintf(r.out, "    data dir: /%s (the manifest's --data-dir %s)\n", rel, dd)
+	fmt.Fprintf(r.out, "    data dir: /%s (%s)\n", rel, why)
 	r.prof.DataDir = rel
 	return nil
 }
