@@ -11,6 +11,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/rootfs"
 )
 
 // Install kinds: how the signer runs on the restored master after it boots
@@ -149,9 +150,22 @@ func Install(root string, o InstallOptions) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	r, err := rootfs.Open(root)
+	if err != nil {
+		return nil, err
+	}
 	var out []string
 	for _, f := range files {
-		p := filepath.Join(root, f.Path)
+		// Paths resolve inside the root as the master sees them; the
+		// unit's enabling link is itself not followed.
+		resolve := r.Resolve
+		if f.Link != "" {
+			resolve = r.ResolveParent
+		}
+		p, err := resolve(f.Path)
+		if err != nil {
+			return out, err
+		}
 		if f.Link != "" {
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				return out, err
@@ -176,10 +190,18 @@ func Install(root string, o InstallOptions) ([]string, error) {
 // returns the paths removed. These files are the signer's own, so they are
 // removed, not kept.
 func Uninstall(root string) ([]string, error) {
+	r, err := rootfs.Open(root)
+	if err != nil {
+		return nil, err
+	}
 	var out []string
 	var errs []error
 	for _, rel := range []string{UnitWantsPath, UnitPath, PodPath} {
-		p := filepath.Join(root, rel)
+		p, err := r.ResolveParent(rel)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		if _, err := os.Lstat(p); err != nil {
 			continue
 		}

@@ -549,3 +549,43 @@ func TestRefusesToStartWithNothingToIssue(t *testing.T) {
 		t.Errorf("one valid token: %v", err)
 	}
 }
+
+// TestInstallInsideTheRoot installs on a master whose /etc is an absolute
+// symlink: the files land at the link's target inside the root, as the
+// master sees them, and nothing is written at the host's own path.
+func TestInstallInsideTheRoot(t *testing.T) {
+	parent := t.TempDir()
+	root := filepath.Join(parent, "root")
+	if err := os.MkdirAll(filepath.Join(root, "sysroot/etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// As the master sees it, /etc is /sysroot/etc; on the rescue host the
+	// same link would point at the host's own /sysroot/etc.
+	if err := os.Symlink("/sysroot/etc", filepath.Join(root, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	paths, err := Install(root, InstallOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		if !strings.HasPrefix(p, filepath.Join(root, "sysroot/etc")+"/") {
+			t.Errorf("installed %s, outside the root's /sysroot/etc", p)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "sysroot", UnitPath)); err != nil {
+		t.Errorf("unit not at the link's target inside the root: %v", err)
+	}
+	if l, err := os.Readlink(filepath.Join(root, "sysroot", UnitWantsPath)); err != nil || l != "../etcd-rescue-signer.service" {
+		t.Errorf("wants link = %q, %v", l, err)
+	}
+	removed, err := Uninstall(root)
+	if err != nil || len(removed) != 2 {
+		t.Fatalf("Uninstall = %v, %v", removed, err)
+	}
+	for _, p := range removed {
+		if !strings.HasPrefix(p, root+"/") {
+			t.Errorf("removed %s, outside the root", p)
+		}
+	}
+}
