@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,34 +140,15 @@ func TestRestoreConvergesAfterSIGKILLAtRandomPoints(t *testing.T) {
 	}
 	span := time.Since(start)
 	want := outcome(t, ref)
-	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	killed := 0
-	for i := 0; i < 50; i++ {
-		s := staged.Copy(t)
-		delay := time.Duration(rng.Int63n(int64(span)))
-		cmd := exec.Command(binary, "restore", "--root", s.Root, "--backup", s.BackupDir,
-			"--name", s.Master.MemberName, "--initial-cluster", s.InitialCluster(), "--initial-cluster-token", "crash-test")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		began := time.Now()
-		time.AfterFunc(delay, func() { cmd.Process.Kill() })
-		if err := cmd.Wait(); err != nil {
-			killed++
-		} else if took := time.Since(began); took < span {
-			// The reference run paid for cold caches (or a busy
-			// machine): draw later kill times from what a whole run
-			// takes now, so they still land inside it.
-			span = took
-		}
-		out, err := runRestore(t, s)
-		if err != nil || !strings.Contains(out, "RESTORE-OK") {
-			t.Fatalf("trial %d (killed after %s): re-run: %v\n%s", i, delay, err, out)
-		}
-		if got := outcome(t, s); got != want {
-			t.Fatalf("trial %d (killed after %s): result differs:\n got %s\nwant %s", i, delay, got, want)
-		}
-	}
+	killed, span := randomKills{
+		trials: 50, span: span, want: want, marker: "RESTORE-OK",
+		start: func(s *disaster.Scene) *exec.Cmd {
+			return exec.Command(binary, "restore", "--root", s.Root, "--backup", s.BackupDir,
+				"--name", s.Master.MemberName, "--initial-cluster", s.InitialCluster(), "--initial-cluster-token", "crash-test")
+		},
+		finish: func(s *disaster.Scene) (string, error) { return runRestore(t, s) },
+		state:  func(s *disaster.Scene) string { return outcome(t, s) },
+	}.run(t, staged)
 	t.Logf("50 trials over a %s restore, %d killed before the end: all converged", span.Round(time.Millisecond), killed)
 	if killed < 25 {
 		t.Errorf("only %d of 50 runs were killed before they ended: the trials did not test crashes", killed)

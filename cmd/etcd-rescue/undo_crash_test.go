@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"math/rand"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -99,28 +98,12 @@ func TestUndoConvergesAfterSIGKILLAtRandomPoints(t *testing.T) {
 	if out, err := runUndoCmd(t, ref); err != nil || !strings.Contains(out, "UNDO-OK") {
 		t.Fatalf("reference undo: %v\n%s", err, out)
 	}
-	span := time.Since(start)
-	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	killed := 0
-	for i := 0; i < 30; i++ {
-		s := staged.Copy(t)
-		delay := time.Duration(rng.Int63n(int64(span)))
-		cmd := exec.Command(binary, "undo", "--root", s.Root)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.AfterFunc(delay, func() { cmd.Process.Kill() })
-		if err := cmd.Wait(); err != nil {
-			killed++
-		}
-		out, err := runUndoCmd(t, s)
-		if err != nil || !strings.Contains(out, "UNDO-OK") {
-			t.Fatalf("trial %d (killed after %s): re-run: %v\n%s", i, delay, err, out)
-		}
-		if got := undoneState(t, s); got != want {
-			t.Fatalf("trial %d (killed after %s): the state differs from before the restore", i, delay)
-		}
-	}
+	killed, span := randomKills{
+		trials: 30, span: time.Since(start), want: want, marker: "UNDO-OK",
+		start:  func(s *disaster.Scene) *exec.Cmd { return exec.Command(binary, "undo", "--root", s.Root) },
+		finish: func(s *disaster.Scene) (string, error) { return runUndoCmd(t, s) },
+		state:  func(s *disaster.Scene) string { return undoneState(t, s) },
+	}.run(t, staged)
 	t.Logf("30 trials over a %s undo, %d killed before the end: all converged", span.Round(time.Millisecond), killed)
 	if killed < 15 {
 		t.Errorf("only %d of 30 runs were killed before they ended: the trials did not test crashes", killed)
