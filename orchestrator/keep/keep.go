@@ -112,7 +112,7 @@ func (k *Keeper) ContentsTarget(dir, rel string) string {
 	if r, ok := k.Journal.KeptAt(dir); ok && r.How == journal.MovedContents {
 		return r.To
 	}
-	if sameDevice(dir, nearestExisting(journal.DirIn(k.Root))) {
+	if sameDevice(dir, NearestExisting(journal.DirIn(k.Root))) {
 		return k.Backup(rel)
 	}
 	return filepath.Join(dir, KeptPrefix+k.Journal.RunID)
@@ -215,8 +215,9 @@ func sameDevice(a, b string) bool {
 	return sa.Dev == sb.Dev
 }
 
-// nearestExisting returns p or its closest existing parent.
-func nearestExisting(p string) string {
+// NearestExisting returns p or its closest existing parent: the folder
+// whose filesystem a path that does not exist yet will land on.
+func NearestExisting(p string) string {
 	for {
 		if _, err := os.Stat(p); err == nil {
 			return p

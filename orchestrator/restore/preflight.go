@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -13,6 +12,7 @@ import (
 	"golang.org/x/net/http/httpproxy"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/keep"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 )
 
@@ -98,7 +98,7 @@ func (r *restore) preflightStep() steps.Step {
 
 // checkWritable refuses a root mounted read-only before anything is tried.
 func (r *restore) checkWritable() error {
-	for _, p := range []string{r.o.Root, nearestExisting(r.abs(r.prof.DataDir))} {
+	for _, p := range []string{r.o.Root, keep.NearestExisting(r.abs(r.prof.DataDir))} {
 		if err := syscall.Access(p, 2 /* W_OK */); err != nil {
 			return fmt.Errorf("%s is not writable (%v): mount the master's root read-write (mount -o remount,rw) and re-run", p, err)
 		}
@@ -106,24 +106,10 @@ func (r *restore) checkWritable() error {
 	return nil
 }
 
-// nearestExisting returns p or its closest existing parent.
-func nearestExisting(p string) string {
-	for {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		parent := filepath.Dir(p)
-		if parent == p {
-			return p
-		}
-		p = parent
-	}
-}
-
 // checkDisk wants room for the restored db and its WAL: twice the snapshot.
 func (r *restore) checkDisk() error {
 	need := uint64(2 * r.report.Snapshot.Size)
-	dir := nearestExisting(r.abs(r.prof.DataDir))
+	dir := keep.NearestExisting(r.abs(r.prof.DataDir))
 	free, err := r.diskFree(dir)
 	if err != nil {
 		return fmt.Errorf("free space on %s: %w", dir, err)
