@@ -36,24 +36,10 @@ func scene(t *testing.T, prof string) *disaster.Scene {
 	if s, ok := scenes[prof]; ok {
 		return s.Copy(t)
 	}
-	s := disaster.Stage(&keepAlive{T: t}, disaster.Options{Profile: prof})
+	s := disaster.Stage(disaster.Outliving(t), disaster.Options{Profile: prof})
 	scenes[prof] = s
 	return s.Copy(t)
 }
-
-// keepAlive lets a staged scene outlive the test that staged it: its
-// temporary folders are removed when the process exits instead.
-type keepAlive struct{ *testing.T }
-
-func (k *keepAlive) TempDir() string {
-	d, err := os.MkdirTemp("", "etcd-rescue-scene-")
-	if err != nil {
-		k.Fatal(err)
-	}
-	return d
-}
-
-func (k *keepAlive) Cleanup(func()) {}
 
 func options(s *disaster.Scene, out *bytes.Buffer) restore.Options {
 	return restore.Options{

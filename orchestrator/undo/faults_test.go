@@ -128,7 +128,7 @@ func TestRefusedUndoFailsClearlyAndChangesNothing(t *testing.T) {
 // undo must refuse before moving anything.
 func TestUndoRefusesWhileEtcdRuns(t *testing.T) {
 	s, _ := restoredScene(t, profile.Kubeadm)
-	cli := startFromManifest(t, s)
+	cli := s.StartFromManifest(t, s.Root)
 	defer cli.Close()
 	own := filepath.Join(s.Root, journal.Dir)
 	snap, before := disaster.Snap(t, own), disaster.TreeHash(t, own)

@@ -18,7 +18,6 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/live"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/undo"
@@ -46,7 +45,7 @@ func restoredScene(t *testing.T, prof string) (*disaster.Scene, *restored) {
 	if r, ok := scenes[prof]; ok {
 		return r.scene.Copy(t), r
 	}
-	s := disaster.Stage(&keepAlive{T: t}, disaster.Options{Profile: prof, Keys: 2000, Lost: 100})
+	s := disaster.Stage(disaster.Outliving(t), disaster.Options{Profile: prof, Keys: 2000, Lost: 100})
 	r := &restored{scene: s, before: state(t, s)}
 	var out bytes.Buffer
 	if err := restore.Run(context.Background(), restore.Options{Root: s.Root, BackupDir: s.BackupDir, Member: s.Member(), Out: &out, DialTimeout: 200 * time.Millisecond}); err != nil {
@@ -61,19 +60,6 @@ func restoredScene(t *testing.T, prof string) (*disaster.Scene, *restored) {
 	scenes[prof] = r
 	return s.Copy(t), r
 }
-
-// keepAlive lets a staged scene outlive the test that staged it.
-type keepAlive struct{ *testing.T }
-
-func (k *keepAlive) TempDir() string {
-	d, err := os.MkdirTemp("", "etcd-rescue-scene-")
-	if err != nil {
-		k.Fatal(err)
-	}
-	return d
-}
-
-func (k *keepAlive) Cleanup(func()) {}
 
 // state hashes what a restore replaces and an undo puts back.
 func state(t *testing.T, s *disaster.Scene) map[string]string {
@@ -191,34 +177,12 @@ func startOldCluster(t *testing.T, s *disaster.Scene) *clientv3.Client {
 			errs <- err
 		}()
 	}
-	cli := startFromManifest(t, s)
+	cli := s.StartFromManifest(t, s.Root)
 	for range s.OldMembers {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
-	return cli
-}
-
-// startFromManifest runs the etcd binary as the root's manifest says and
-// waits until it serves (disaster.Scene.StartFromManifest, with a handle to
-// stop it).
-func startFromManifest(t *testing.T, s *disaster.Scene) *clientv3.Client {
-	t.Helper()
-	m, err := manifest.Load(filepath.Join(s.Root, s.Profile.Manifest))
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv, err := m.Invocation(manifest.Runtime{Root: s.Root, NodeName: s.Master.NodeName,
-		Files: map[string]string{"/run/etcd/environment": s.Master.RunEnvironment()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	argv, env := inv.OnHost(s.Root)
-	p := etcdtest.StartProcess(t, argv, env)
-	t.Cleanup(p.Stop)
-	cli := s.PKI.Client(t, s.Master.ClientURL())
-	etcdtest.WaitHealthy(t, cli, p, time.Minute)
 	return cli
 }
 
@@ -245,7 +209,7 @@ func TestUndoOfTheUndoReturnsTheRestoredState(t *testing.T) {
 		t.Fatalf("the old data dir is not kept by the second undo: %+v", second.Kept)
 	}
 	// The restored member serves again.
-	cli := startFromManifest(t, s)
+	cli := s.StartFromManifest(t, s.Root)
 	s.CheckRestored(t, cli)
 	cli.Close()
 }

@@ -226,3 +226,20 @@ func (s *Scene) SingleFileBackup(t testing.TB) string {
 	os.Remove(filepath.Join(s.BackupDir, filepath.Base(s.Backup.Resources)))
 	return filepath.Join(s.BackupDir, "snapshot_db_kuberesources_"+s.Backup.Timestamp+".tar.gz")
 }
+
+// Outliving wraps t so that a scene staged with it outlives the test that
+// staged it (tests of a package share one staged scene and copy it): its
+// temporary folders are not removed at the test's end.
+func Outliving(t *testing.T) testing.TB { return &outliving{T: t} }
+
+type outliving struct{ *testing.T }
+
+func (o *outliving) TempDir() string {
+	d, err := os.MkdirTemp("", "etcd-rescue-scene-")
+	if err != nil {
+		o.Fatal(err)
+	}
+	return d
+}
+
+func (o *outliving) Cleanup(func()) {}
