@@ -17,7 +17,6 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 )
 
@@ -109,23 +108,11 @@ func TestRestoreResumesAfterSIGKILLAtEveryStep(t *testing.T) {
 	}
 }
 
+// startAndCheck starts etcd as the restored manifest says and reads every
+// key written before the backup.
 func startAndCheck(t *testing.T, s *disaster.Scene) {
 	t.Helper()
-	m, err := manifest.Load(filepath.Join(s.Root, s.Profile.Manifest))
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv, err := m.Invocation(manifest.Runtime{Root: s.Root, NodeName: s.Master.NodeName,
-		Files: map[string]string{"/run/etcd/environment": s.Master.RunEnvironment()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	argv, env := inv.OnHost(s.Root)
-	p := etcdtest.StartProcess(t, argv, env)
-	cli := s.PKI.Client(t, s.Master.ClientURL())
-	etcdtest.WaitHealthy(t, cli, p, time.Minute)
-	etcdtest.CheckKeys(t, cli, 0, s.Keys)
-	p.Stop()
+	etcdtest.CheckKeys(t, s.StartFromManifest(t, s.Root), 0, s.Keys)
 }
 
 // TestRestoreConvergesAfterSIGKILLAtRandomPoints kills the restore at 50
