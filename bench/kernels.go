@@ -22,6 +22,7 @@ type kernelImage struct {
 	compression      string // of the kernel image itself (its config's CONFIG_KERNEL_*)
 	compressed       int64
 	firstLine        []time.Duration
+	kernelRunning    []time.Duration            // QEMU start → the decompressed kernel's first instruction (bare kernel boots)
 	toDisks          map[string][]time.Duration // by controller
 	notFound         map[string]string          // controller -> the disks line when it found none
 	errs             []string
@@ -84,6 +85,13 @@ func measureKernels(c config, kernels string, boots int) ([]*kernelImage, error)
 		out = append(out, ki)
 	}
 	for i := 0; i < boots; i++ {
+		for _, ki := range out {
+			if d, err := kernelRunning(imgs[ki][0]); err != nil {
+				ki.errs = append(ki.errs, fmt.Sprintf("%s, bare kernel: %v", ki.flavour, err))
+			} else {
+				ki.kernelRunning = append(ki.kernelRunning, d)
+			}
+		}
 		for _, ctl := range controllers {
 			for _, ki := range out {
 				in := imgs[ki]
@@ -220,6 +228,55 @@ func budgetBoot(kernel, initrd, cmdline, cfg string, disks [2]string, rootDev, b
 	}
 }
 
+// kernelRunning boots the kernel alone (no initramfs, no disks) under TCG
+// and returns how long after QEMU's start the kernel began to run: its
+// firmware and its own decompression. Each console line carries the
+// kernel's clock (printk.time); a line printed as it happens arrives at
+// about QEMU start + kernel start + its timestamp, while lines held in the
+// buffer until the console registered arrive later, so the smallest
+// arrival − timestamp is the kernel's start.
+func kernelRunning(kernel string) (time.Duration, error) {
+	cmd := exec.Command("qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", "1024", "-smp", "1", "-nodefaults",
+		"-display", "none", "-serial", "stdio", "-no-reboot", "-nic", "none", "-kernel", kernel,
+		"-append", "console=ttyS0,115200 printk.time=1 panic=-1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	timer := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	best := time.Duration(-1)
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		arrived := time.Since(start)
+		if ts, ok := printkTime(sc.Text()); ok && ts > 0 && (best < 0 || arrived-ts < best) {
+			best = arrived - ts
+		}
+	}
+	cmd.Wait()
+	if best < 0 {
+		return 0, fmt.Errorf("the kernel printed no timestamped line")
+	}
+	return best, nil
+}
+
+// printkTime reads the "[   12.345678]" a kernel console line starts with.
+func printkTime(line string) (time.Duration, bool) {
+	i, j := strings.Index(line, "["), strings.Index(line, "]")
+	if i < 0 || j < i {
+		return 0, false
+	}
+	var sec float64
+	if _, err := fmt.Sscanf(strings.TrimSpace(line[i+1:j]), "%f", &sec); err != nil {
+		return 0, false
+	}
+	return time.Duration(sec * float64(time.Second)), true
+}
+
 func median(ds []time.Duration) time.Duration {
 	if len(ds) == 0 {
 		return 0
@@ -262,12 +319,15 @@ func kernelsMarkdown(kis []*kernelImage, load string) string {
 	var b strings.Builder
 	b.WriteString(kernelsStart + "\n## Rescue image by kernel: generic (default) and cloud\n\n")
 	b.WriteString("The same etcd-rescue built into a pxe image from each Debian kernel flavour (`build-image --kernel`), booted under TCG (q35, 1 vCPU) with a verify config and two ext4 disks (a master root and a backup volume) on virtio-blk, then on q35's AHCI controller, the flavours' boots alternating. Times are fastest / median; the first line is `etcd-rescue … starting`, the disks line is `disks: …`, after coldplug loaded the drivers the hardware asks for.\n\n")
-	b.WriteString("| kernel | kernel image compression | initramfs compressed (≤ 40 MiB) | QEMU start → first line (≤ 5 s) | first line → disks listed, virtio (≤ 3 s) | first line → disks listed, AHCI (≤ 3 s) |\n|---|---|---|---|---|---|\n")
+	b.WriteString("| kernel | kernel image compression | QEMU start → kernel running | initramfs compressed (≤ 40 MiB) | QEMU start → first line (≤ 5 s) | first line → disks listed, virtio (≤ 3 s) | first line → disks listed, AHCI (≤ 3 s) |\n|---|---|---|---|---|---|---|\n")
 	for _, ki := range kis {
-		fmt.Fprintf(&b, "| %s `%s` | %s | %.1f MiB | %s | %s | %s |\n", ki.flavour, ki.version, ki.compression, float64(ki.compressed)/(1<<20),
-			minMedian(ki.firstLine), ki.cell("virtio"), ki.cell("AHCI"))
+		fmt.Fprintf(&b, "| %s `%s` | %s | %s | %.1f MiB | %s | %s | %s |\n", ki.flavour, ki.version, ki.compression, minMedian(ki.kernelRunning),
+			float64(ki.compressed)/(1<<20), minMedian(ki.firstLine), ki.cell("virtio"), ki.cell("AHCI"))
 	}
-	b.WriteString("\nThe kernel image decompresses itself before its first message, and the first-line column includes that: under TCG, xz (Debian's generic kernel) decompresses far more slowly than lz4 (Debian's cloud kernel).\n")
+	b.WriteString("\nThe kernel image decompresses itself before it runs, and the first-line column includes that. " +
+		"\"QEMU start → kernel running\" is measured apart, booting the bare kernel with `printk.time=1`: SeaBIOS, loading, and the decompression. " +
+		"Under TCG, xz (Debian's generic kernel) decompresses far more slowly than lz4 (Debian's cloud kernel); on a real CPU either takes a fraction of a second. " +
+		"The image boots Debian's kernel as Debian built and signed it: recompressing it would drop the signature Secure Boot checks.\n")
 	for _, ki := range kis {
 		for _, e := range ki.errs {
 			fmt.Fprintf(&b, "\nA boot failed: %s\n", e)

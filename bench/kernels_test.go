@@ -8,10 +8,10 @@ import (
 
 func TestSpliceKernelsReplacesOnlyItsSection(t *testing.T) {
 	ki := &kernelImage{flavour: "generic", version: "6.1.0-56-amd64", compression: "xz", compressed: 21 << 20,
-		firstLine: []time.Duration{3 * time.Second}, toDisks: map[string][]time.Duration{"virtio": {time.Second}},
+		firstLine: []time.Duration{3 * time.Second}, kernelRunning: []time.Duration{2 * time.Second}, toDisks: map[string][]time.Duration{"virtio": {time.Second}},
 		notFound: map[string]string{"AHCI": "disks: none (15.2s)"}}
 	section := kernelsMarkdown([]*kernelImage{ki}, "1.00, 1.00, 1.00")
-	for _, want := range []string{"| generic `6.1.0-56-amd64` | xz | 21.0 MiB | 3s / 3s | 1s / 1s (1 boots) | **no disks found** (`disks: none (15.2s)`) |"} {
+	for _, want := range []string{"| generic `6.1.0-56-amd64` | xz | 2s / 2s | 21.0 MiB | 3s / 3s | 1s / 1s (1 boots) | **no disks found** (`disks: none (15.2s)`) |"} {
 		if !strings.Contains(section, want) {
 			t.Errorf("section lacks %q:\n%s", want, section)
 		}
@@ -24,5 +24,21 @@ func TestSpliceKernelsReplacesOnlyItsSection(t *testing.T) {
 	again := spliceKernels(once, strings.Replace(section, "21.0 MiB", "22.0 MiB", 1))
 	if strings.Count(again, kernelsStart) != 1 || !strings.Contains(again, "22.0 MiB") || strings.Contains(again, "21.0 MiB") {
 		t.Errorf("second splice did not replace the section:\n%s", again)
+	}
+}
+
+func TestPrintkTime(t *testing.T) {
+	for line, want := range map[string]time.Duration{
+		"[    0.286260] APIC: Switch to symmetric I/O mode setup": 286260 * time.Microsecond,
+		"[   12.000000] x": 12 * time.Second,
+	} {
+		if got, ok := printkTime(line); !ok || got.Round(time.Microsecond) != want {
+			t.Errorf("printkTime(%q) = %v, %v; want %v", line, got, ok, want)
+		}
+	}
+	for _, line := range []string{"etcd-rescue v1 starting", "[not a time] x", ""} {
+		if _, ok := printkTime(line); ok {
+			t.Errorf("printkTime(%q) read a time", line)
+		}
 	}
 }
