@@ -137,6 +137,19 @@ func readTx(tx *bolt.Tx, dbPath string, info *Info) error {
 	return nil
 }
 
+// CheckNotRunning refuses a data dir an etcd is running on (see InUse);
+// todo says what the user should do about it.
+func CheckNotRunning(dataDir, todo string) error {
+	busy, err := InUse(DBPath(dataDir))
+	if err != nil {
+		return err
+	}
+	if busy {
+		return fmt.Errorf("etcd is running on %s (it holds the lock of member/snap/db): %s", dataDir, todo)
+	}
+	return nil
+}
+
 // InUse reports whether a process (a running etcd) holds the backend
 // file's lock. etcd holds an exclusive flock on member/snap/db while it runs.
 func InUse(dbPath string) (bool, error) {

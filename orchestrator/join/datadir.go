@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/rootfs"
 )
@@ -57,7 +58,16 @@ func (jn *joiner) chooseDataDir(fromManifest, why string) error {
 	}
 	fmt.Fprintf(jn.out, "    data dir: /%s (%s)\n", fromManifest, why)
 	jn.prof.DataDir = fromManifest
-	return nil
+	if jn.j.Notes["dir:"+fromManifest] != "" {
+		return nil // this run kept the old contents: what runs there is the member it started
+	}
+	return jn.checkNotRunning(fromManifest)
+}
+
+// checkNotRunning refuses a data dir an etcd still runs on (an old member
+// the kubelet restarted): its contents would be moved from under it.
+func (jn *joiner) checkNotRunning(rel string) error {
+	return etcddata.CheckNotRunning(jn.abs(rel), "stop it first (move its static pod manifest out of the kubelet's manifests folder, or stop the kubelet), then join")
 }
 
 // recordDataDir notes the chosen data dir before a step changes the root.

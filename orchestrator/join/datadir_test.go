@@ -4,12 +4,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/testport"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
@@ -219,5 +225,49 @@ func TestJoinRefusesABrokenManifestBeforeAnyChange(t *testing.T) {
 				t.Fatalf("a refused join changed the root: %v", ch)
 			}
 		})
+	}
+}
+
+// TestJoinRefusesADataDirEtcdRunsOn: an old member still runs (a real etcd
+// on the data dir the manifest names, as a kubelet would have restarted
+// it). The join, and its dry run, must refuse before anything changes and
+// say how to stop it; the etcd keeps serving.
+func TestJoinRefusesADataDirEtcdRunsOn(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, root, "etc/kubernetes/manifests/etcd.yaml", kubeadmCustomDataDir)
+	dataDir := filepath.Join(root, "var/lib/etcd-data")
+	client, peer := fmt.Sprintf("http://127.0.0.1:%d", testport.Free(t)), fmt.Sprintf("http://127.0.0.1:%d", testport.Free(t))
+	p := etcdtest.StartProcess(t, []string{"etcd", "--name=old", "--data-dir=" + dataDir,
+		"--listen-client-urls=" + client, "--advertise-client-urls=" + client,
+		"--listen-peer-urls=" + peer, "--initial-advertise-peer-urls=" + peer, "--initial-cluster=old=" + peer}, os.Environ())
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		busy, _ := etcddata.InUse(etcddata.DBPath(dataDir))
+		if busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcd did not lock %s within 60s:\n%s", dataDir, p.Output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	manifests := disaster.Snap(t, filepath.Join(root, "etc"))
+	for _, dry := range []bool{true, false} {
+		var out bytes.Buffer
+		o := kubeadmOptions(t, root, &out)
+		o.DryRun = dry
+		err := Run(context.Background(), o)
+		if err == nil || !strings.Contains(err.Error(), "etcd is running on "+dataDir) || !strings.Contains(err.Error(), "stop it first") {
+			t.Fatalf("dry run %v: err = %v, want the running etcd refused\n%s", dry, err, out.String())
+		}
+	}
+	if ch := manifests.Changes(t); len(ch) > 0 {
+		t.Fatalf("a refused join changed the master's files: %v", ch)
+	}
+	if _, err := os.Lstat(filepath.Join(root, journal.Dir)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused join began a journal: %v", err)
+	}
+	if busy, _ := etcddata.InUse(etcddata.DBPath(dataDir)); !busy {
+		t.Fatalf("the old etcd stopped:\n%s", p.Output())
 	}
 }

@@ -11,10 +11,13 @@
 package join
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -254,6 +257,14 @@ func (jn *joiner) load() error {
 	dataDir, why, err := jn.manifestDataDir()
 	if err != nil {
 		return err
+	}
+	// A first run refuses a running etcd before its journal begins (a
+	// resumed one, whose own member may be running, decides in
+	// chooseDataDir).
+	if _, err := os.Lstat(journal.Path(jn.root, "join")); errors.Is(err, fs.ErrNotExist) {
+		if err := jn.checkNotRunning(cmp.Or(dataDir, prof.DataDir)); err != nil {
+			return err
+		}
 	}
 	seen := map[string]bool{}
 	for _, k := range signer.Kinds {

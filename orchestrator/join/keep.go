@@ -69,6 +69,10 @@ func (jn *joiner) keepStep() steps.Step {
 				}
 			}
 			if dataDir {
+				// Checked again at the move: an etcd may have started since.
+				if err := jn.checkNotRunning(jn.prof.DataDir); err != nil {
+					return err
+				}
 				if _, err := k.MoveContents(jn.abs(jn.prof.DataDir), jn.prof.DataDir); err != nil {
 					return err
 				}
