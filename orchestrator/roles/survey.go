@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
@@ -84,8 +86,8 @@ func surveySteps(env *boot.Env, now func() time.Time) []steps.Step {
 }
 
 // runSurvey surveys the master's data dir, found from its etcd manifest on
-// the mounted root, and the newest backup. Data dir paths are reported as
-// the master sees them.
+// the mounted root, and the newest backup. Data dir paths (its WAL and
+// backend included) are reported as the master sees them.
 func runSurvey(env *boot.Env) (*survey.Report, error) {
 	o := survey.Options{Backups: []string{env.Backup}, Log: steps.Indent(env.Console)}
 	shown := map[string]string{} // host path in this image -> the master's path
@@ -110,8 +112,18 @@ func runSurvey(env *boot.Env) (*survey.Report, error) {
 		return nil, err
 	}
 	for _, s := range r.Sources {
-		if p, ok := shown[s.Path]; ok {
-			s.Path = p
+		p, ok := shown[s.Path]
+		if !ok {
+			continue
+		}
+		dir := s.Path
+		under := func(f string) string { return filepath.Join(p, strings.TrimPrefix(f, dir)) }
+		s.Path = p
+		if s.WAL != nil {
+			s.WAL.Dir = under(s.WAL.Dir)
+		}
+		if s.Backend != nil {
+			s.Backend.Path = under(s.Backend.Path)
 		}
 	}
 	if r.Recommended != nil {

@@ -100,6 +100,9 @@ func TestVerifyRoleSurvey(t *testing.T) {
 		if len(r.Sources) != 2 || r.PlanSource != "survivor-data" || r.RecommendedPath != "/"+s.Profile.DataDir {
 			t.Fatalf("recommended %s (%s) of %d sources, want /%s (survivor-data) of 2:\n%s", r.RecommendedPath, r.PlanSource, len(r.Sources), s.Profile.DataDir, console)
 		}
+		if d := r.Sources[0]; d.WAL == nil || d.WAL.Dir != "/"+s.Profile.DataDir+"/member/wal" || d.Backend == nil || d.Backend.Path != "/"+s.Profile.DataDir+"/member/snap/db" {
+			t.Errorf("data dir row: WAL %+v, backend %+v: want them as the master sees them", d.WAL, d.Backend)
+		}
 		if b := r.Sources[1]; b.Kind != survey.Backup || b.Rank != 2 || b.LostRevisions != int64(s.Lost) || !b.LostExact {
 			t.Errorf("backup ranked %d, losing %d revisions (exact %v): want rank 2, exactly the %d written after it", b.Rank, b.LostRevisions, b.LostExact, s.Lost)
 		}

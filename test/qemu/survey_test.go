@@ -154,6 +154,9 @@ func TestBootVerifySurvey(t *testing.T) {
 	if d.Kind != survey.DataDir || d.Rank != 1 || !d.Usable() {
 		t.Errorf("first row %s %s rank %d (error %q): want the usable data dir", d.Kind, d.Path, d.Rank, d.Error)
 	}
+	if d.WAL == nil || d.WAL.Dir != "/var/lib/etcd/member/wal" {
+		t.Errorf("the data dir's WAL is reported as %+v, want /var/lib/etcd/member/wal as the master sees it", d.WAL)
+	}
 	if b.Kind != survey.Backup || b.Rank != 2 || b.LostRevisions != 30 || !b.LostExact {
 		t.Errorf("backup row rank %d, %d revisions lost (exact %v): want rank 2, exactly the 30 written after it", b.Rank, b.LostRevisions, b.LostExact)
 	}
