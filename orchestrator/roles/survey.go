@@ -3,7 +3,6 @@ package roles
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -24,8 +23,9 @@ const SurveyJSONPrefix = "SURVEY-JSON "
 // the newest backup, print the ranking on the console as a table and as
 // one SURVEY-JSON line, and write the report beside the backup as
 // survey-<member>-<time>.json. A damaged data dir or WAL is a row of the
-// survey, not a failure; a backup volume that cannot be written is said on
-// the console and leaves the survey on the console only.
+// survey, not a failure; a backup volume that cannot be written (read-only,
+// or the write failed) is said on the console and leaves the survey on the
+// console only.
 func surveySteps(env *boot.Env, now func() time.Time) []steps.Step {
 	var (
 		report *survey.Report
@@ -70,13 +70,12 @@ func surveySteps(env *boot.Env, now func() time.Time) []steps.Step {
 				if err != nil {
 					return err
 				}
+				// The survey is on the console already: a volume that
+				// cannot take the file is reported, and verify goes on.
 				p, err := env.WriteBesideBackup(surveyFile(env, at), append(b, '\n'))
-				switch {
-				case errors.Is(err, boot.ErrBackupReadOnly):
+				if err != nil {
 					fmt.Fprintf(env.Console, "    survey not written beside the backup: %v; the SURVEY-JSON line above is the survey\n", err)
 					return nil
-				case err != nil:
-					return fmt.Errorf("write the survey beside the backup: %w (the SURVEY-JSON line above is the survey)", err)
 				}
 				fmt.Fprintf(env.Console, "    survey written to %s\n", p)
 				return nil

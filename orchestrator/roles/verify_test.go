@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,8 +23,8 @@ import (
 
 // verifyEnv is the verify role's environment on a staged master: its root
 // and backup folder as the boot would mount them, and a backup volume that
-// takes new files (or, with readOnly, refuses them as a read-only one does).
-func verifyEnv(t *testing.T, s *disaster.Scene, out *bytes.Buffer, readOnly bool) *boot.Env {
+// takes new files (or refuses them with refuse, when not nil).
+func verifyEnv(t *testing.T, s *disaster.Scene, out *bytes.Buffer, refuse error) *boot.Env {
 	t.Helper()
 	m := plan.Member{Name: "master-0", Host: s.Master.NodeName, PeerURL: s.Master.PeerURL()}
 	p := &plan.Plan{Version: plan.Version, Cluster: plan.Cluster{Name: "t", Domain: "test.example.com"},
@@ -31,8 +32,8 @@ func verifyEnv(t *testing.T, s *disaster.Scene, out *bytes.Buffer, readOnly bool
 	return &boot.Env{Plan: p, Role: ignition.Role{Role: ignition.RoleVerify, Member: m.Name}, Member: m,
 		Root: s.Root, Backup: s.BackupDir, Console: out,
 		WriteBesideBackup: func(name string, data []byte) (string, error) {
-			if readOnly {
-				return "", fmt.Errorf("%w (test)", boot.ErrBackupReadOnly)
+			if refuse != nil {
+				return "", refuse
 			}
 			p := filepath.Join(s.BackupDir, name)
 			f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
@@ -66,15 +67,15 @@ func consoleSurvey(t *testing.T, console string) *survey.Report {
 // first and says the backup loses those writes, the same report is
 // written beside the backup, and nothing else changes. A damaged backend
 // is a row of the survey, not a failure of verify; a read-only backup
-// volume leaves the survey on the console only.
+// volume, or a write that fails, leaves the survey on the console only.
 func TestVerifyRoleSurvey(t *testing.T) {
 	staged := disaster.Stage(t, disaster.Options{Profile: profile.OpenShift43, Keys: 100, Lost: 10})
-	run := func(t *testing.T, s *disaster.Scene, readOnly bool) (string, *survey.Report) {
+	run := func(t *testing.T, s *disaster.Scene, refuse error) (string, *survey.Report) {
 		t.Helper()
 		var out bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if err := Verify(ctx, verifyEnv(t, s, &out, readOnly)); err != nil {
+		if err := Verify(ctx, verifyEnv(t, s, &out, refuse)); err != nil {
 			t.Fatalf("verify role: %v\n%s", err, out.String())
 		}
 		if !strings.Contains(out.String(), "VERIFY-OK snapshot_") {
@@ -95,7 +96,7 @@ func TestVerifyRoleSurvey(t *testing.T) {
 		s := staged.Copy(t)
 		root := disaster.Snap(t, s.Root)
 		backupBefore := disaster.Snap(t, s.BackupDir)
-		console, r := run(t, s, false)
+		console, r := run(t, s, nil)
 		t.Logf("console:\n%s", console)
 		if len(r.Sources) != 2 || r.PlanSource != "survivor-data" || r.RecommendedPath != "/"+s.Profile.DataDir {
 			t.Fatalf("recommended %s (%s) of %d sources, want /%s (survivor-data) of 2:\n%s", r.RecommendedPath, r.PlanSource, len(r.Sources), s.Profile.DataDir, console)
@@ -146,7 +147,7 @@ func TestVerifyRoleSurvey(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Close()
-		_, r := run(t, s, false)
+		_, r := run(t, s, nil)
 		if r.PlanSource != "backup" || len(r.Sources) != 2 {
 			t.Fatalf("recommended %s (%s) of %d sources, want the backup", r.RecommendedPath, r.PlanSource, len(r.Sources))
 		}
@@ -155,17 +156,26 @@ func TestVerifyRoleSurvey(t *testing.T) {
 		}
 	})
 
-	t.Run("read-only-volume", func(t *testing.T) {
-		s := staged.Copy(t)
-		console, r := run(t, s, true)
-		if r.PlanSource != "survivor-data" {
-			t.Errorf("recommended %s, want the data dir", r.PlanSource)
-		}
-		if !strings.Contains(console, "survey not written beside the backup: the backup volume is read-only") {
-			t.Errorf("the console does not say the survey was not written:\n%s", console)
-		}
-		if f := surveyFiles(t, s.BackupDir); len(f) != 0 {
-			t.Errorf("survey files written on a read-only volume: %v", f)
-		}
-	})
+	for _, tc := range []struct {
+		name   string
+		refuse error
+		says   string
+	}{
+		{"read-only-volume", fmt.Errorf("%w (test)", boot.ErrBackupReadOnly), "survey not written beside the backup: the backup volume is read-only (test)"},
+		{"write-fails", errors.New("no space left on device"), "survey not written beside the backup: no space left on device"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := staged.Copy(t)
+			console, r := run(t, s, tc.refuse)
+			if r.PlanSource != "survivor-data" {
+				t.Errorf("recommended %s, want the data dir", r.PlanSource)
+			}
+			if !strings.Contains(console, tc.says) {
+				t.Errorf("the console does not say %q:\n%s", tc.says, console)
+			}
+			if f := surveyFiles(t, s.BackupDir); len(f) != 0 {
+				t.Errorf("survey files written: %v", f)
+			}
+		})
+	}
 }
