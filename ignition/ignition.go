@@ -46,6 +46,8 @@ const (
 	RoleRestore = "restore"
 	RoleJoin    = "join"
 	RoleVerify  = "verify"
+	// RoleUndo undoes the latest restore on the master's root, offline.
+	RoleUndo = "undo"
 )
 
 // After-run actions.
@@ -56,7 +58,7 @@ const (
 
 // Role is the content of RolePath.
 type Role struct {
-	// Role is restore, join or verify.
+	// Role is restore, join, verify or undo.
 	Role string `json:"role"`
 	// Member is this machine's member name in the plan. For restore it
 	// defaults to the plan's survivor; verify uses it (when set) to find
@@ -72,11 +74,11 @@ type Role struct {
 // Validate checks the role against the plan.
 func (r Role) Validate(p *plan.Plan) error {
 	switch r.Role {
-	case RoleRestore, RoleJoin, RoleVerify:
+	case RoleRestore, RoleJoin, RoleVerify, RoleUndo:
 	case "":
-		return errors.New("role is empty: use restore, join or verify")
+		return errors.New("role is empty: use restore, join, verify or undo")
 	default:
-		return fmt.Errorf("role %q is unknown: use restore, join or verify", r.Role)
+		return fmt.Errorf("role %q is unknown: use restore, join, verify or undo", r.Role)
 	}
 	switch r.After {
 	case "", AfterPoweroff, AfterReboot:

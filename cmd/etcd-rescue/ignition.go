@@ -71,7 +71,7 @@ CoreOS-family master with it: the join role adds a first-boot unit that runs
 	}
 	f := c.Flags()
 	f.StringVar(&planPath, "plan", "", "plan file")
-	f.StringVar(&role, "role", "", "restore, join or verify")
+	f.StringVar(&role, "role", "", "restore, join, verify or undo")
 	f.StringVar(&member, "member", "", "this machine's member name (required for join; restore uses the survivor)")
 	f.StringVar(&caFile, "etcd-ca", "", "etcd CA certificate for a new master whose root has none (join)")
 	f.StringVar(&caPin, "etcd-ca-pin", "", "the etcd CA's pin, sha256:<hex> as the signer prints it, instead of --etcd-ca (join)")

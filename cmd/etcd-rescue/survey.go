@@ -1,7 +1,7 @@
 package main
 
 import (
-	"path/filepath"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
@@ -28,11 +28,11 @@ data dirs. What it reads is printed on stderr; the table (or --json) on stdout.`
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if root != "" {
-				p, err := surveyProfile(root, profName)
+				dir, err := rootDataDir(c, root, profName)
 				if err != nil {
 					return err
 				}
-				o.DataDirs = append(o.DataDirs, filepath.Join(root, p.DataDir))
+				o.DataDirs = append(o.DataDirs, dir)
 			}
 			o.Log = c.ErrOrStderr()
 			r, err := survey.Run(o)
@@ -55,9 +55,20 @@ data dirs. What it reads is printed on stderr; the table (or --json) on stdout.`
 	return c
 }
 
-func surveyProfile(root, name string) (*profile.Profile, error) {
-	if name != "" {
-		return profile.Get(name)
+// rootDataDir is the data dir etcd uses on the master's root: the one its
+// manifest names, resolved in the root as the master sees it.
+func rootDataDir(c *cobra.Command, root, profName string) (string, error) {
+	var prof *profile.Profile
+	if profName != "" {
+		var err error
+		if prof, err = profile.Get(profName); err != nil {
+			return "", err
+		}
 	}
-	return profile.Detect(root)
+	dir, rel, why, err := survey.MasterDataDir(root, prof, "")
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(c.ErrOrStderr(), "data dir: /%s (%s)\n", rel, why)
+	return dir, nil
 }

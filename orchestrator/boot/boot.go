@@ -164,6 +164,7 @@ func (m *Machine) Boot(ctx context.Context) (err error) {
 		Token:   cfg.Token(),
 		DryRun:  m.flag(FlagDryRun) == "1",
 	}
+	env.WriteBesideBackup = func(name string, data []byte) (string, error) { return m.writeBesideBackup(env, name, data) }
 	if cfg.Role.Member != "" {
 		env.Member, _ = cfg.Plan.Member(cfg.Role.Member)
 	}

@@ -29,6 +29,11 @@ type Env struct {
 	// Backup is the directory holding the backup files (on a read-only
 	// mount); "" when none was found and the role does not need one.
 	Backup string
+	// WriteBesideBackup writes a new file into Backup and returns its
+	// path: the backup volume is mounted read-write for that write only.
+	// It fails with ErrBackupReadOnly when the volume cannot be written,
+	// and never replaces a file.
+	WriteBesideBackup func(name string, data []byte) (string, error)
 	// Console receives the role's progress lines and its marker line.
 	Console io.Writer
 	// Files are the Ignition config's files under /etc/etcd-rescue, by path.

@@ -100,3 +100,15 @@ func TarGz(files ...[2]string) ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
+
+// Ext4Tree copies every file of an ext4 disk image into a new folder
+// (read with debugfs, without mounting it: the image is not written) and
+// returns the folder, so a test can compare what a VM left on a disk.
+func Ext4Tree(t testing.TB, image string) string {
+	t.Helper()
+	out := t.TempDir()
+	if b, err := exec.Command("debugfs", "-R", "rdump / "+out, image).CombinedOutput(); err != nil {
+		t.Fatalf("debugfs rdump %s: %v: %s (install e2fsprogs: make deps)", image, err, b)
+	}
+	return out
+}

@@ -215,7 +215,8 @@ func bootOptions(t *testing.T, format string) []qemu.Option {
 
 // TestBootVerify boots each format (the ISO under both firmwares) with a
 // verify config over fw_cfg, a backup volume and a master root, and waits
-// for VERIFY-OK and the power off. Neither disk may change.
+// for VERIFY-OK and the power off. The root disk may not change; the backup
+// volume only gains the survey file.
 func TestBootVerify(t *testing.T) {
 	cfg, err := ignition.Build(ignition.Options{Plan: []byte(labPlan), Role: ignition.Role{Role: ignition.RoleVerify, Member: "master-0"}})
 	if err != nil {
@@ -225,7 +226,7 @@ func TestBootVerify(t *testing.T) {
 	for _, format := range bootFormats {
 		t.Run(format, func(t *testing.T) {
 			backupDisk, rootDisk := labDisks(t)
-			before := qemu.FileHash(t, backupDisk) + qemu.FileHash(t, rootDisk)
+			rootBefore, backupBefore := qemu.FileHash(t, rootDisk), qemu.Ext4Tree(t, backupDisk)
 			opts := append(bootOptions(t, format),
 				qemu.WithName("verify-"+format), qemu.WithAccel(lab.accel), qemu.WithTimeout(6*time.Minute),
 				qemu.WithIgnition(cfgPath),
@@ -253,8 +254,13 @@ func TestBootVerify(t *testing.T) {
 			if err := vm.Wait(time.Minute); err != nil {
 				t.Fatal(err)
 			}
-			if after := qemu.FileHash(t, backupDisk) + qemu.FileHash(t, rootDisk); after != before {
-				t.Errorf("a read-only verify changed a disk")
+			// The lab root has no data dir: the survey recommends the backup.
+			if r := consoleSurvey(t, vm.Console()); r.PlanSource != "backup" {
+				t.Errorf("the survey recommends %s (%s), want the backup", r.RecommendedPath, r.PlanSource)
+			}
+			surveyAdded(t, backupBefore, backupDisk, "master-0")
+			if qemu.FileHash(t, rootDisk) != rootBefore {
+				t.Errorf("verify changed the master's root disk")
 			}
 		})
 	}
@@ -392,7 +398,9 @@ func TestBootFailureDropsToShell(t *testing.T) {
 }
 
 // TestBootConfigFromPartition passes the config on a disk labelled
-// "ignition" instead of fw_cfg, as on a machine that is not a QEMU VM.
+// "ignition" instead of fw_cfg, as on a machine that is not a QEMU VM. The
+// backup volume is attached read-only: verify says the survey could not be
+// written beside it, and succeeds.
 func TestBootConfigFromPartition(t *testing.T) {
 	cfg, err := ignition.Build(ignition.Options{Plan: []byte(labPlan), Role: ignition.Role{Role: ignition.RoleVerify}})
 	if err != nil {
@@ -407,10 +415,12 @@ func TestBootConfigFromPartition(t *testing.T) {
 	vm := qemu.Start(t, append(bootOptions(t, "pxe"),
 		qemu.WithName("config-partition"), qemu.WithAccel(lab.accel), qemu.WithTimeout(4*time.Minute),
 		qemu.WithDisk(configDisk, qemu.Disk{ReadOnly: true}),
-		qemu.WithDisk(backupDisk, qemu.Disk{}))...)
+		qemu.WithDisk(backupDisk, qemu.Disk{ReadOnly: true}))...)
 	for _, want := range []string{
 		"config: partition vda (label ignition) /config.ign: role verify",
 		"root: no master root filesystem attached",
+		"no master root attached: the survey covers the backup only",
+		"survey not written beside the backup: the backup volume is read-only",
 		"VERIFY-OK",
 		"etcd-rescue: powering off",
 	} {
@@ -427,7 +437,8 @@ func TestBootConfigFromPartition(t *testing.T) {
 // (two OSTree deployments, the default one named by the boot partition's
 // loader entries) and an XFS disk: the boot presents the default deployment
 // with its stateroot's /var bind-mounted, read-only, and probes XFS without
-// replaying its log. No disk changes.
+// replaying its log. No disk changes but the backup volume, which gains
+// the survey file.
 func TestBootOSTreeRootAndXFS(t *testing.T) {
 	plan := strings.Replace(labPlan, `- {name: master-0, peerURL: "https://192.0.2.10:2380"}`,
 		`- {name: master-0, peerURL: "https://192.0.2.10:2380", disk: {label: root}}`, 1)
@@ -490,7 +501,8 @@ func TestBootOSTreeRootAndXFS(t *testing.T) {
 		t.Fatalf("mkfs.xfs: %v: %s (install xfsprogs: make deps)", err, out)
 	}
 	backupDisk, _ := labDisks(t)
-	disks := []string{rootDisk, bootDisk, xfsDisk, backupDisk}
+	backupBefore := qemu.Ext4Tree(t, backupDisk)
+	disks := []string{rootDisk, bootDisk, xfsDisk}
 	var before []string
 	for _, d := range disks {
 		before = append(before, qemu.FileHash(t, d))
@@ -498,7 +510,7 @@ func TestBootOSTreeRootAndXFS(t *testing.T) {
 	opts := append(bootOptions(t, "pxe"),
 		qemu.WithName("ostree-xfs"), qemu.WithAccel(lab.accel), qemu.WithTimeout(4*time.Minute),
 		qemu.WithIgnition(writeConfig(t, cfg)))
-	for _, d := range disks {
+	for _, d := range append(disks, backupDisk) {
 		opts = append(opts, qemu.WithDisk(d, qemu.Disk{}))
 	}
 	vm := qemu.Start(t, opts...)
@@ -523,4 +535,5 @@ func TestBootOSTreeRootAndXFS(t *testing.T) {
 			t.Errorf("%s changed", filepath.Base(d))
 		}
 	}
+	surveyAdded(t, backupBefore, backupDisk, "master-0")
 }
