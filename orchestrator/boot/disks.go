@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/volumes"
 )
 
 // disk is a block device that holds a filesystem the boot recognises.
@@ -45,6 +47,11 @@ func describe(disks []disk) string {
 // be among them.
 func (m *Machine) seen(disks []disk) string {
 	s := describe(disks)
+	if m.volumes != nil {
+		for _, err := range m.volumes.Problems() {
+			s += "; " + err.Error()
+		}
+	}
 	if m.coldplug == nil {
 		return s
 	}
@@ -55,7 +62,8 @@ func (m *Machine) seen(disks []disk) string {
 }
 
 // listDisks lists the block devices in /sys/class/block whose superblock
-// names a filesystem, sorted by name. RAM and loop devices are skipped.
+// names a filesystem, sorted by name. RAM and loop devices are skipped, and
+// so are devices another layer holds (a RAID member, a LUKS volume).
 func (m *Machine) listDisks() []disk {
 	ents, err := os.ReadDir(m.path("/sys/class/block"))
 	if err != nil {
@@ -64,7 +72,7 @@ func (m *Machine) listDisks() []disk {
 	var out []disk
 	for _, e := range ents {
 		n := e.Name()
-		if strings.HasPrefix(n, "loop") || strings.HasPrefix(n, "ram") || strings.HasPrefix(n, "zram") {
+		if strings.HasPrefix(n, "loop") || strings.HasPrefix(n, "ram") || strings.HasPrefix(n, "zram") || volumes.Held(m.Root, n) {
 			continue
 		}
 		dev := m.path("/dev/" + n)
@@ -82,7 +90,11 @@ func (m *Machine) listDisks() []disk {
 // (or, with no names, until the set of disks and devices stops changing),
 // at most DeviceWait, and returns what it found. Devices that appear
 // meanwhile (a USB stick, a SCSI disk scanned late) get their drivers.
+// Once the devices settle, the RAID arrays, LUKS volumes and LVM logical
+// volumes on them are activated (see activateVolumes), and their
+// filesystems join the list.
 func (m *Machine) scanDisks(ctx context.Context, env *Env, spec roleSpec) []disk {
+	m.volumes = m.volumeActivator(env, spec)
 	start := time.Now()
 	deadline := start.Add(m.DeviceWait)
 	var prev string
@@ -94,8 +106,12 @@ func (m *Machine) scanDisks(ctx context.Context, env *Env, spec roleSpec) []disk
 		if now != prev || busy {
 			prev, stable = now, time.Now()
 		}
+		settled := time.Since(stable) >= diskSettle
+		if settled && m.volumes.Activate(ctx) {
+			continue // new block devices: list them
+		}
 		hinted := m.hintsFound(env, disks)
-		if hinted && len(disks) > 0 && time.Since(stable) >= diskSettle {
+		if hinted && len(disks) > 0 && settled {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
