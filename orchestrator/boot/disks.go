@@ -169,7 +169,7 @@ func (m *Machine) setupRoot(ctx context.Context, env *Env, spec roleSpec, disks 
 		if !ok {
 			err := fmt.Errorf("root filesystem of %s (label %q, uuid %q) not found; filesystems seen: %s",
 				env.Member.Name, hint.Label, hint.UUID, m.seen(disks))
-			if spec.needsRoot {
+			if spec.needsRoot || m.lockedVolumes() {
 				return err
 			}
 			fmt.Fprintf(m.Console, "root: %v\n", err)
@@ -194,7 +194,7 @@ func (m *Machine) setupRoot(ctx context.Context, env *Env, spec roleSpec, disks 
 		switch {
 		case len(found) > 1:
 			return fmt.Errorf("several filesystems look like a master root (%s): name the right one with members[].disk.label or uuid in the plan", describe(found))
-		case len(found) == 0 && spec.needsRoot:
+		case len(found) == 0 && (spec.needsRoot || m.lockedVolumes()):
 			return fmt.Errorf("no master root filesystem found (none holds /%s); filesystems seen: %s; attach the master's disk or name it with members[].disk in the plan",
 				rootMarkers[0], m.seen(disks))
 		case len(found) == 0:
@@ -268,6 +268,13 @@ func (m *Machine) setupBackup(ctx context.Context, env *Env, spec roleSpec, disk
 		}
 	}
 	return m.noBackup(spec, fmt.Errorf("no backup volume found (no filesystem holds snapshot_<ts>.db or snapshot_db_kuberesources_<ts>.tar.gz at its top or one directory down); filesystems seen: %s; attach the backup disk or set backup.disk in the plan", m.seen(disks)))
+}
+
+// lockedVolumes reports whether a volume could not be activated (a LUKS
+// volume without its key): a root not found may be on it, so even a role
+// that can do without a root fails rather than run without it.
+func (m *Machine) lockedVolumes() bool {
+	return m.volumes != nil && len(m.volumes.Problems()) > 0
 }
 
 func (m *Machine) noBackup(spec roleSpec, err error) error {

@@ -76,7 +76,8 @@ func (a *Activator) reportArray(md string) {
 		slaves = append(slaves, e.Name())
 	}
 	sort.Strings(slaves)
-	ro := readAttr(a.Root, md, "ro") == "1" || strings.Contains(readAttr(a.Root, md, "md/array_state"), "read")
+	// read-auto is writable: the array turns active on the first write.
+	ro := readAttr(a.Root, md, "ro") == "1" || readAttr(a.Root, md, "md/array_state") == "readonly"
 	have := disks - degraded
 	if degraded > 0 {
 		fmt.Fprintf(a.Console, "volumes: RAID /dev/%s degraded (%d of %d members) but used: %s on %s, %s; the missing mirror is not rebuilt here\n",
