@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -107,9 +108,11 @@ func (a *Activator) openLUKS(ctx context.Context, m member) bool {
 		a.problem(m.dev, fmt.Errorf("%s: load dm_crypt: %w", what, err))
 		return false
 	}
-	// Faster ciphers when the CPU has them; the generic ones serve
-	// otherwise.
-	_ = a.load("aesni_intel")
+	// AES-NI when the CPU has it (an emulated one may not); the generic
+	// AES serves otherwise.
+	if a.cpuHas("aes") {
+		_ = a.load("aesni_intel")
+	}
 	_ = a.load("algif_skcipher")
 	name := "luks-" + h.UUID
 	var tried []string
@@ -136,5 +139,19 @@ func (a *Activator) openLUKS(ctx context.Context, m member) bool {
 		return false
 	}
 	a.problem(m.dev, fmt.Errorf("%s: no key given opens it (tried %s); %s", what, strings.Join(tried, ", "), a.KeyHelp))
+	return false
+}
+
+// cpuHas reports whether /proc/cpuinfo lists the CPU flag.
+func (a *Activator) cpuHas(flag string) bool {
+	b, err := os.ReadFile(a.path("/proc/cpuinfo"))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "flags" {
+			return slices.Contains(strings.Fields(v), flag)
+		}
+	}
 	return false
 }
