@@ -102,10 +102,10 @@ var layouts = []layout{
 		role: ignition.RoleVerify, make: luksLayout(`{"type":"systemd-tpm2","keyslots":["0"]}`),
 		want:   []string{`LUKS volume /dev/vda \(UUID {uuid}\) is bound to TPM2, which this image does not unlock; give its passphrase .* etcd-rescue\.luks\.passphrase=TEXT`},
 		marker: "VERIFY-FAILED"},
-	{name: "restore-ahci-lvm", what: "restore onto a root on LVM2 (ext4), disks on AHCI", standsFor: "a kubeadm master on RHEL/Ubuntu with onboard SATA",
+	{name: "restore-ahci-lvm", what: "restore onto a root on LVM2 (ext4)", standsFor: "a kubeadm master on RHEL/Ubuntu with onboard SATA",
 		role: ignition.RoleRestore, make: lvmLayout, devs: []string{"ide-hd,bus=ide.0", "ide-hd,bus=ide.1"},
 		want: []string{`volumes: LVM logical volume ertest\S+-root active as /dev/dm-0, read-write`, `root: dm-0 \(ext4.*read-write`}, marker: "RESTORE-OK"},
-	{name: "restore-megasas-raid1", what: "restore onto a root on md RAID1, disks on MegaRAID SAS", standsFor: "a mirrored master behind a PERC/MegaRAID HBA",
+	{name: "restore-megasas-raid1", what: "restore onto a root on md RAID1", standsFor: "a mirrored master behind a PERC/MegaRAID HBA",
 		role: ignition.RoleRestore, make: raidLayout(2), controller: []string{"-device", "megasas-gen2,id=hba"},
 		devs: []string{"scsi-hd,bus=hba.0,scsi-id=0", "scsi-hd,bus=hba.0,scsi-id=1", "scsi-hd,bus=hba.0,scsi-id=2"},
 		want: []string{`volumes: RAID /dev/md\d+ assembled \(2 of 2 members\): raid1 on sda, sdb, read-write`, `root: md\d+ \(ext4.*read-write`}, marker: "RESTORE-OK"},
@@ -284,7 +284,11 @@ func layoutRows() string {
 		case len(l.devs) > 0:
 			storage = "AHCI SATA (`ide-hd`)"
 		}
-		fmt.Fprintf(&b, "| %s, %s | | %s | | boots to %s in `make test` (`TestLayouts/%s`) |\n", l.what, storage, l.standsFor, l.marker, l.name)
+		status := fmt.Sprintf("boots to %s in `make test` (`TestLayouts/%s`)", l.marker, l.name)
+		if l.marker == "VERIFY-FAILED" {
+			status = fmt.Sprintf("ends in VERIFY-FAILED naming the volume, its binding and how to give its passphrase (`TestLayouts/%s`)", l.name)
+		}
+		fmt.Fprintf(&b, "| %s, %s | | %s | | %s |\n", l.what, storage, l.standsFor, status)
 	}
 	return b.String()
 }
