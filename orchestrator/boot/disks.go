@@ -119,6 +119,9 @@ func (m *Machine) scanDisks(ctx context.Context, env *Env, spec roleSpec) []disk
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// Devices that never settled within DeviceWait still get their
+	// volumes activated.
+	m.volumes.Activate(ctx)
 	disks := m.listDisks()
 	fmt.Fprintf(m.Console, "disks: %s (%s)\n", describe(disks), time.Since(start).Round(time.Millisecond))
 	return disks
