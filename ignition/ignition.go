@@ -117,6 +117,9 @@ type Options struct {
 	BinarySource string
 	// BinaryHash verifies BinarySource ("sha256-<hex>"); optional.
 	BinaryHash string
+	// Files are more files under Dir, by path, carried with mode 0600:
+	// the LUKS passphrase or key files the plan's members[].luks names.
+	Files map[string][]byte
 }
 
 // Build returns the Ignition config (spec 3.4.0) as JSON, validated by
@@ -157,6 +160,9 @@ func Build(o Options) ([]byte, error) {
 	}
 	if o.CAPin != "" {
 		cfg.Storage.Files = append(cfg.Storage.Files, dataFile(CAPinPath, []byte(o.CAPin+"\n"), 0o644))
+	}
+	if err := addFiles(&cfg, p, role.Member, o.Files); err != nil {
+		return nil, err
 	}
 	if o.BinarySource != "" {
 		f := types.File{Node: types.Node{Path: BinaryPath, Overwrite: ptr(true)}}

@@ -159,3 +159,30 @@ func TestJoinConfigForAFirstBoot(t *testing.T) {
 		t.Errorf("CA files: %q %q", cfg.Files[CACertPath].Data, cfg.Files[CAPinPath].Data)
 	}
 }
+
+func TestBuildLUKSFiles(t *testing.T) {
+	plan := strings.Replace(testPlan, "disk: {label: root-m0}", "disk: {label: root-m0}, luks: {passphraseFile: /etc/etcd-rescue/luks.passphrase}", 1)
+	if plan == testPlan {
+		t.Fatalf("test plan has no m0 line to change:\n%s", testPlan)
+	}
+	role := Role{Role: RoleVerify, Member: "m0"}
+	if _, err := Build(Options{Plan: []byte(plan), Role: role}); err == nil || !strings.Contains(err.Error(), "--file /etc/etcd-rescue/luks.passphrase=LOCAL-FILE") {
+		t.Errorf("a config without the plan's LUKS file: %v", err)
+	}
+	raw, err := Build(Options{Plan: []byte(plan), Role: role, Files: map[string][]byte{"/etc/etcd-rescue/luks.passphrase": []byte("pw\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Read(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := cfg.Files["/etc/etcd-rescue/luks.passphrase"]; string(f.Data) != "pw\n" || f.Mode != 0o600 {
+		t.Errorf("passphrase file = %+v", f)
+	}
+	for _, bad := range []string{"/root/key", "/etc/etcd-rescue/../shadow", PlanPath} {
+		if _, err := Build(Options{Plan: []byte(testPlan), Role: role, Files: map[string][]byte{bad: nil}}); err == nil {
+			t.Errorf("file %s accepted", bad)
+		}
+	}
+}

@@ -51,8 +51,9 @@ func filesystemModules() []string {
 }
 
 // OnDemandModules are carried for the steps that need them (bonds, VLANs,
-// device-mapper, md RAID, LUKS) and loaded by those steps only.
-var OnDemandModules = []string{"bonding", "8021q", "dm_mod", "dm_crypt", "raid1", "md_mod", "xts", "aesni_intel"}
+// device-mapper, md RAID, LUKS and the ciphers dm-crypt asks the kernel
+// for: xts wraps ecb) and loaded by those steps only.
+var OnDemandModules = []string{"bonding", "8021q", "dm_mod", "dm_crypt", "raid1", "md_mod", "xts", "ecb", "aesni_intel", "algif_skcipher"}
 
 // CloudLacks are the Drivers that Debian's cloud kernel
 // (linux-image-cloud-amd64) does not have: it drives VMs only.

@@ -82,6 +82,9 @@ type Config struct {
 	// Commands are the u-root commands to build into the busybox.
 	// Default DefaultCommands.
 	Commands []string
+	// Tools are the build host's programs carried with their libraries
+	// (see ToolFiles). Default Tools.
+	Tools []string
 	// GoModDir is a Go module directory whose go.mod requires u-root;
 	// the u-root command sources are found through it (in the module
 	// cache, or from the Go module proxy). Default: the etcd-rescue
@@ -118,6 +121,9 @@ func Build(ctx context.Context, cfg Config, out string) (*Result, error) {
 	if len(cfg.Commands) == 0 {
 		cfg.Commands = DefaultCommands
 	}
+	if len(cfg.Tools) == 0 {
+		cfg.Tools = Tools
+	}
 	if cfg.Binary == "" {
 		return nil, errors.New("initrd: no etcd-rescue binary given")
 	}
@@ -141,7 +147,11 @@ func Build(ctx context.Context, cfg Config, out string) (*Result, error) {
 	fmt.Fprintf(cfg.Log, "initrd: kernel %s: %d modules carried (%d drivers, loaded as the hardware needs them), %d loaded at every boot, built in: %s\n",
 		res.KernelVersion, len(res.Modules.Load), len(cfg.Drivers), len(res.Boot.Load), listOrNone(res.Modules.Builtin))
 
-	base, err := baseArchive(kmods, res.KernelVersion, res.Modules.Load, res.Boot.Load)
+	tools, err := ToolRecords(cfg.Tools)
+	if err != nil {
+		return nil, err
+	}
+	base, err := baseArchive(kmods, res.KernelVersion, res.Modules.Load, res.Boot.Load, tools)
 	if err != nil {
 		return nil, err
 	}
@@ -228,8 +238,9 @@ func Skeleton() []cpio.Record {
 // baseArchive holds what u-root does not add itself: the console device the
 // kernel opens for init before devtmpfs is mounted, the carried modules with
 // their index trimmed to them (modules.dep, modules.alias, modules.softdep,
-// and modules.builtin), and the list of modules every boot loads, if any.
-func baseArchive(k *Kmods, version string, carried, boot []string) (*cpio.Archive, error) {
+// and modules.builtin), the list of modules every boot loads, if any, and
+// the extra records (the tools and their libraries).
+func baseArchive(k *Kmods, version string, carried, boot []string, extra []cpio.Record) (*cpio.Archive, error) {
 	recs := append(Skeleton(), cpio.Directory("mnt", 0o755), cpio.Directory("etc/etcd-rescue", 0o755))
 	mods, _, err := k.Records(version, carried)
 	if err != nil {
@@ -250,8 +261,17 @@ func baseArchive(k *Kmods, version string, carried, boot []string) (*cpio.Archiv
 		}
 		recs = append(recs, cpio.StaticFile(strings.TrimPrefix(ModulesLoadList, "/"), list.String(), 0o644))
 	}
-	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
-	return cpio.ArchiveFromRecords(recs)
+	recs = append(recs, extra...)
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
+	// A folder both parts hold (lib) is written once.
+	uniq := recs[:0]
+	for i, r := range recs {
+		if i > 0 && r.Name == recs[i-1].Name {
+			continue
+		}
+		uniq = append(uniq, r)
+	}
+	return cpio.ArchiveFromRecords(uniq)
 }
 
 // Records returns the cpio records of the modules in load (under

@@ -22,7 +22,7 @@ func TestBaseArchive(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a, err := baseArchive(k, "6.1.0-test", r.Load, boot.Load)
+	a, err := baseArchive(k, "6.1.0-test", r.Load, boot.Load, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,9 @@
 # run its QEMU tests: QEMU and OVMF to boot it, systemd's EFI stub for the
 # unified kernel image, ISOLINUX for the ISO's BIOS entry, binutils
 # (objcopy), mkfs tools for test disks, kmod
-# (depmod) for the kernel's modules.dep, and cpio/xz for inspecting images.
+# (depmod) for the kernel's modules.dep, cpio/xz for inspecting images, and
+# mdadm, lvm2 and cryptsetup: the image carries them (with their libraries)
+# to activate md RAID, LVM and LUKS roots, and the tests make such disks.
 # Idempotent: it installs only what is missing, and runs apt-get update once.
 set -euo pipefail
 
@@ -11,6 +13,7 @@ pkgs=(
 	qemu-system-x86 qemu-utils ovmf systemd-boot-efi binutils
 	e2fsprogs xfsprogs dosfstools mtools kmod cpio xz-utils zstd
 	iproute2 util-linux ca-certificates dbus-daemon etcd-server isolinux syslinux-common
+	mdadm lvm2 cryptsetup-bin dmsetup
 )
 
 missing=()

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -14,6 +15,7 @@ func newIgnitionCmd() *cobra.Command {
 	var (
 		planPath, role, member, tokenFile, out, after, binSource, binHash string
 		caFile, caPin                                                     string
+		files                                                             []string
 	)
 	c := &cobra.Command{
 		Use:   "ignition",
@@ -49,7 +51,18 @@ CoreOS-family master with it: the join role adds a first-boot unit that runs
 					return fmt.Errorf("read --etcd-ca: %w", err)
 				}
 			}
+			extra := map[string][]byte{}
+			for _, f := range files {
+				dst, src, ok := strings.Cut(f, "=")
+				if !ok {
+					return fmt.Errorf("--file %s: give PATH=LOCAL-FILE, like /etc/etcd-rescue/luks.passphrase=./passphrase.txt", f)
+				}
+				if extra[dst], err = os.ReadFile(src); err != nil {
+					return fmt.Errorf("--file %s: %w", f, err)
+				}
+			}
 			raw, err := ignition.Build(ignition.Options{
+				Files:        extra,
 				CACert:       ca,
 				CAPin:        caPin,
 				Plan:         planBytes,
@@ -80,5 +93,6 @@ CoreOS-family master with it: the join role adds a first-boot unit that runs
 	f.StringVar(&after, "after", "", "what the rescue image does after success: poweroff (default) or reboot")
 	f.StringVar(&binSource, "binary-source", "", "Ignition source URL of the etcd-rescue binary for a CoreOS first boot")
 	f.StringVar(&binHash, "binary-hash", "", "its hash, sha256-<hex>")
+	f.StringArrayVar(&files, "file", nil, "PATH=LOCAL-FILE: carry LOCAL-FILE as PATH (under /etc/etcd-rescue), such as the LUKS passphrase file the plan's members[].luks names; repeatable")
 	return c
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/ignition"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/coldplug"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/volumes"
 )
 
 // Kernel command line flags the boot reads.
@@ -91,6 +92,7 @@ type Machine struct {
 	flags    map[string]string
 	after    string
 	coldplug *coldplug.Loader
+	volumes  *volumes.Activator
 }
 
 type mounted struct {

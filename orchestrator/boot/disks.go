@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/volumes"
 )
 
 // disk is a block device that holds a filesystem the boot recognises.
@@ -45,6 +47,11 @@ func describe(disks []disk) string {
 // be among them.
 func (m *Machine) seen(disks []disk) string {
 	s := describe(disks)
+	if m.volumes != nil {
+		for _, err := range m.volumes.Problems() {
+			s += "; " + err.Error()
+		}
+	}
 	if m.coldplug == nil {
 		return s
 	}
@@ -55,7 +62,8 @@ func (m *Machine) seen(disks []disk) string {
 }
 
 // listDisks lists the block devices in /sys/class/block whose superblock
-// names a filesystem, sorted by name. RAM and loop devices are skipped.
+// names a filesystem, sorted by name. RAM and loop devices are skipped, and
+// so are devices another layer holds (a RAID member, a LUKS volume).
 func (m *Machine) listDisks() []disk {
 	ents, err := os.ReadDir(m.path("/sys/class/block"))
 	if err != nil {
@@ -64,7 +72,7 @@ func (m *Machine) listDisks() []disk {
 	var out []disk
 	for _, e := range ents {
 		n := e.Name()
-		if strings.HasPrefix(n, "loop") || strings.HasPrefix(n, "ram") || strings.HasPrefix(n, "zram") {
+		if strings.HasPrefix(n, "loop") || strings.HasPrefix(n, "ram") || strings.HasPrefix(n, "zram") || volumes.Held(m.Root, n) {
 			continue
 		}
 		dev := m.path("/dev/" + n)
@@ -82,7 +90,11 @@ func (m *Machine) listDisks() []disk {
 // (or, with no names, until the set of disks and devices stops changing),
 // at most DeviceWait, and returns what it found. Devices that appear
 // meanwhile (a USB stick, a SCSI disk scanned late) get their drivers.
+// Once the devices settle, the RAID arrays, LUKS volumes and LVM logical
+// volumes on them are activated (see activateVolumes), and their
+// filesystems join the list.
 func (m *Machine) scanDisks(ctx context.Context, env *Env, spec roleSpec) []disk {
+	m.volumes = m.volumeActivator(env, spec)
 	start := time.Now()
 	deadline := start.Add(m.DeviceWait)
 	var prev string
@@ -94,8 +106,12 @@ func (m *Machine) scanDisks(ctx context.Context, env *Env, spec roleSpec) []disk
 		if now != prev || busy {
 			prev, stable = now, time.Now()
 		}
+		settled := time.Since(stable) >= diskSettle
+		if settled && m.volumes.Activate(ctx) {
+			continue // new block devices: list them
+		}
 		hinted := m.hintsFound(env, disks)
-		if hinted && len(disks) > 0 && time.Since(stable) >= diskSettle {
+		if hinted && len(disks) > 0 && settled {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -103,6 +119,9 @@ func (m *Machine) scanDisks(ctx context.Context, env *Env, spec roleSpec) []disk
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// Devices that never settled within DeviceWait still get their
+	// volumes activated.
+	m.volumes.Activate(ctx)
 	disks := m.listDisks()
 	fmt.Fprintf(m.Console, "disks: %s (%s)\n", describe(disks), time.Since(start).Round(time.Millisecond))
 	return disks
@@ -153,7 +172,7 @@ func (m *Machine) setupRoot(ctx context.Context, env *Env, spec roleSpec, disks 
 		if !ok {
 			err := fmt.Errorf("root filesystem of %s (label %q, uuid %q) not found; filesystems seen: %s",
 				env.Member.Name, hint.Label, hint.UUID, m.seen(disks))
-			if spec.needsRoot {
+			if spec.needsRoot || m.lockedVolumes() {
 				return err
 			}
 			fmt.Fprintf(m.Console, "root: %v\n", err)
@@ -178,7 +197,7 @@ func (m *Machine) setupRoot(ctx context.Context, env *Env, spec roleSpec, disks 
 		switch {
 		case len(found) > 1:
 			return fmt.Errorf("several filesystems look like a master root (%s): name the right one with members[].disk.label or uuid in the plan", describe(found))
-		case len(found) == 0 && spec.needsRoot:
+		case len(found) == 0 && (spec.needsRoot || m.lockedVolumes()):
 			return fmt.Errorf("no master root filesystem found (none holds /%s); filesystems seen: %s; attach the master's disk or name it with members[].disk in the plan",
 				rootMarkers[0], m.seen(disks))
 		case len(found) == 0:
@@ -252,6 +271,13 @@ func (m *Machine) setupBackup(ctx context.Context, env *Env, spec roleSpec, disk
 		}
 	}
 	return m.noBackup(spec, fmt.Errorf("no backup volume found (no filesystem holds snapshot_<ts>.db or snapshot_db_kuberesources_<ts>.tar.gz at its top or one directory down); filesystems seen: %s; attach the backup disk or set backup.disk in the plan", m.seen(disks)))
+}
+
+// lockedVolumes reports whether a volume could not be activated (a LUKS
+// volume without its key): a root not found may be on it, so even a role
+// that can do without a root fails rather than run without it.
+func (m *Machine) lockedVolumes() bool {
+	return m.volumes != nil && len(m.volumes.Problems()) > 0
 }
 
 func (m *Machine) noBackup(spec roleSpec, err error) error {

@@ -78,6 +78,8 @@ type Member struct {
 	ClientURL string `json:"clientURL,omitempty"`
 	// Disk identifies the master's root filesystem in the rescue image.
 	Disk Disk `json:"disk,omitempty"`
+	// LUKS gives the rescue image the key of the master's LUKS volumes.
+	LUKS *LUKS `json:"luks,omitempty"`
 }
 
 // Disk identifies a filesystem by label or UUID. Empty means search for it.
@@ -214,6 +216,7 @@ func (p *Plan) Validate() error {
 		if m.Prefix < 0 || m.Prefix > 128 || (m.Prefix > 32 && net.ParseIP(m.IP).To4() != nil) {
 			add("%s (%s) prefix %d is not a prefix length for %s", where, m.Name, m.Prefix, m.IP)
 		}
+		errs = append(errs, m.LUKS.check(where+" ("+m.Name+")")...)
 	}
 	errs = append(errs, p.checkShared()...)
 	if p.Survivor == "" {

@@ -90,7 +90,7 @@ var machines = []machine{
 
 // notYet are the layouts the README table says are not supported yet.
 var notYet = [][2]string{
-	{"root or backup on LVM2, md RAID1 or LUKS2", "not yet: the volume is not found (`no master root filesystem found`)"},
+	{"LUKS unlocked by TPM2, Tang (clevis) or FIDO2; md RAID 0/5/6/10; LVM thin, cache or RAID logical volumes", "not supported: the image unlocks LUKS with a passphrase or key file only, assembles RAID1 only (`raid1`), and activates linear and striped logical volumes (`dm_mod`); the console names the volume it could not open"},
 	{"network on a bond, a VLAN, or masters in routed subnets", "not yet: the member's address goes on the first virtio (else Ethernet) interface, with no gateway"},
 	{"igb, ixgbe, i40e, ice, bnxt_en, tg3, mlx5_core, ena, gve, hv_netvsc; smartpqi, hpsa, mpt3sas, hv_storvsc, xen-blkfront, ata_piix, ehci_pci, uas", "drivers carried and loaded by modalias; no QEMU device to boot them with"},
 }
@@ -206,6 +206,7 @@ func machinesTable() string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", mc.storage, mc.nic, mc.standsFor, strings.Join(drv, ", "), status)
 	}
+	b.WriteString(layoutRows())
 	for _, n := range notYet {
 		fmt.Fprintf(&b, "| %s | | | | %s |\n", n[0], n[1])
 	}
