@@ -78,6 +78,9 @@ type Member struct {
 	ClientURL string `json:"clientURL,omitempty"`
 	// Disk identifies the master's root filesystem in the rescue image.
 	Disk Disk `json:"disk,omitempty"`
+	// Network is the member's network in the rescue image (network.go).
+	// Empty means read it from the master's own configuration.
+	Network *Network `json:"network,omitempty"`
 }
 
 // Disk identifies a filesystem by label or UUID. Empty means search for it.
@@ -213,6 +216,9 @@ func (p *Plan) Validate() error {
 		}
 		if m.Prefix < 0 || m.Prefix > 128 || (m.Prefix > 32 && net.ParseIP(m.IP).To4() != nil) {
 			add("%s (%s) prefix %d is not a prefix length for %s", where, m.Name, m.Prefix, m.IP)
+		}
+		if m.Network != nil {
+			errs = append(errs, checkNetwork(fmt.Sprintf("%s (%s)", where, m.Name), m)...)
 		}
 	}
 	errs = append(errs, p.checkShared()...)
