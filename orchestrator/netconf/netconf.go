@@ -273,5 +273,3 @@ func safely(file string, f func() error) (err error) {
 	}()
 	return f()
 }
-
-

@@ -25,12 +25,12 @@ type netplanDev struct {
 		MACAddress string `yaml:"macaddress"`
 		Name       string `yaml:"name"`
 	} `yaml:"match"`
-	SetName     string    `yaml:"set-name"`
-	MACAddress  string    `yaml:"macaddress"`
-	Addresses   yaml.Node `yaml:"addresses"`
-	Gateway4    string    `yaml:"gateway4"`
-	Gateway6    string    `yaml:"gateway6"`
-	Routes      []struct {
+	SetName    string    `yaml:"set-name"`
+	MACAddress string    `yaml:"macaddress"`
+	Addresses  yaml.Node `yaml:"addresses"`
+	Gateway4   string    `yaml:"gateway4"`
+	Gateway6   string    `yaml:"gateway6"`
+	Routes     []struct {
 		To  string `yaml:"to"`
 		Via string `yaml:"via"`
 	} `yaml:"routes"`
