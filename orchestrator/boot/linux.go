@@ -57,8 +57,9 @@ func Linux(console *os.File, version string) *Machine {
 			if env.Member.IP == "" {
 				return nil
 			}
-			// Which peers answer is shown while the role runs.
-			go netup.ProbePeers(ctx, env.Plan, env.Member.Name, 5*time.Second, env.Console)
+			// Show which peers the network reaches, before the role's
+			// own lines; a peer that does not answer costs 3s at most.
+			netup.ProbePeers(ctx, env.Plan, env.Member.Name, 3*time.Second, env.Console)
 			return nil
 		},
 	}
