@@ -18,6 +18,9 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/netconf"
 )
 
+// resolvConf is the rescue image's resolver configuration.
+var resolvConf = "/etc/resolv.conf"
+
 // apply brings n up with netlink and returns what it set up, port states
 // included, for the console.
 func apply(ctx context.Context, n *netconf.Network, load LoadModules, wait time.Duration) (string, error) {
@@ -78,8 +81,8 @@ func apply(ctx context.Context, n *netconf.Network, load LoadModules, wait time.
 		for _, d := range n.DNS {
 			fmt.Fprintf(&b, "nameserver %s\n", d)
 		}
-		if err := os.WriteFile("/etc/resolv.conf", b.Bytes(), 0o644); err != nil {
-			return "", fmt.Errorf("write /etc/resolv.conf: %w", err)
+		if err := os.WriteFile(resolvConf, b.Bytes(), 0o644); err != nil {
+			return "", fmt.Errorf("write %s: %w", resolvConf, err)
 		}
 	}
 	return describe(ctx, n, base, top, links), nil
