@@ -90,7 +90,7 @@ var networks = []network{
 		}},
 	{name: "master-keyfile", nic: "no network in the plan: the master's own NetworkManager keyfile (by MAC, address1= with gateway), routed subnets",
 		standsFor: "RHCOS and RHEL masters, whose network the plan need not repeat",
-		root: map[string]string{"etc/NetworkManager/system-connections/enp1s0.nmconnection": "[connection]\nid=enp1s0\nuuid=8b9a8a5e-3f1f-3a74-9c8b-6d2a8b6b6c2e\ntype=ethernet\ninterface-name=enp1s0\n\n[ethernet]\nmac-address=" + strings.ToUpper(mac1) + "\n\n[ipv4]\naddress1=10.0.1.10/24,10.0.1.1\ndns=10.0.1.1;\nmethod=manual\n\n[ipv6]\nmethod=disabled\n"},
+		root:      map[string]string{"etc/NetworkManager/system-connections/enp1s0.nmconnection": "[connection]\nid=enp1s0\nuuid=8b9a8a5e-3f1f-3a74-9c8b-6d2a8b6b6c2e\ntype=ethernet\ninterface-name=enp1s0\n\n[ethernet]\nmac-address=" + strings.ToUpper(mac1) + "\n\n[ipv4]\naddress1=10.0.1.10/24,10.0.1.1\ndns=10.0.1.1;\nmethod=manual\n\n[ipv6]\nmethod=disabled\n"},
 		lab: func(t *testing.T, l *netRow) (string, []string, []string) {
 			routed(t, l)
 			return `ip: 10.0.1.10`, tap(t, l.vmNet, "n1", mac1),
