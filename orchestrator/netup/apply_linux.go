@@ -90,7 +90,8 @@ func apply(ctx context.Context, n *netconf.Network, load LoadModules, wait time.
 
 // findPorts waits up to wait for every port's NIC to appear (its driver may
 // still be probing) and returns them in order. A port is found by its
-// permanent MAC address (a bond changes the current one), else by name.
+// permanent MAC address (a bond changes the current one), else by name:
+// the rescue kernel's, or the predictable name udev gives it on the master.
 func findPorts(ctx context.Context, ports []netconf.Port, wait time.Duration) ([]netlink.Link, error) {
 	deadline := time.Now().Add(wait)
 	for {
@@ -140,8 +141,22 @@ func findPort(all []netlink.Link, p netconf.Port) netlink.Link {
 			return l
 		}
 	}
+	// The master's name for it (ens3, enp1s0), as udev would give it.
+	for _, l := range all {
+		if t := l.Type(); t != "device" && t != "veth" {
+			continue
+		}
+		for _, n := range PredictableNames(sysClassNet, l.Attrs().Name) {
+			if n == p.Name {
+				return l
+			}
+		}
+	}
 	return nil
 }
+
+// sysClassNet is where the kernel lists network interfaces.
+var sysClassNet = "/sys/class/net"
 
 func interfaceList(all []netlink.Link) string {
 	var s []string
