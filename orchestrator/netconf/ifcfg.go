@@ -160,7 +160,7 @@ func parseIfcfg(file, suffix string, v map[string]string) (*Link, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: GATEWAY=%s is not an IP address", file, gw)
 		}
-		l.Gateway = a
+		l.setGateway(a)
 	}
 	for i := 1; i <= 3; i++ {
 		if d := v["DNS"+strconv.Itoa(i)]; d != "" {
@@ -219,7 +219,7 @@ func ifcfgRoutes(l *Link, raw []byte) error {
 			return fmt.Errorf("%q: via %s is not an IP address", sc.Text(), via)
 		}
 		if isDefault(f[0]) {
-			l.Gateway = gw
+			l.setGateway(gw)
 			continue
 		}
 		to, err := parsePrefix(f[0], -1)

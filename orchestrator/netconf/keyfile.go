@@ -156,7 +156,7 @@ func keyfileIP(k *keyfile, s *ini.Section) error {
 			if err != nil {
 				return fmt.Errorf("gateway=%s is not an IP address", val)
 			}
-			k.Gateway = gw
+			k.setGateway(gw)
 		case name == "dns":
 			for _, d := range strings.Split(val, ";") {
 				if d = strings.TrimSpace(d); d == "" {
@@ -174,15 +174,21 @@ func keyfileIP(k *keyfile, s *ini.Section) error {
 					continue
 				}
 				addr, gw, _ := strings.Cut(one, ",")
-				p, err := parsePrefix(addr, 24)
+				bits := 24 // NetworkManager's default without a prefix
+				if strings.Contains(addr, ":") {
+					bits = 64
+				}
+				p, err := parsePrefix(addr, bits)
 				if err != nil {
 					return fmt.Errorf("%s=%s: %v", name, val, err)
 				}
 				k.Addrs = append(k.Addrs, p)
-				if gw != "" && !k.Gateway.IsValid() {
-					if k.Gateway, err = netip.ParseAddr(strings.TrimSpace(gw)); err != nil {
+				if gw != "" {
+					a, err := netip.ParseAddr(strings.TrimSpace(gw))
+					if err != nil {
 						return fmt.Errorf("%s=%s: gateway %q is not an IP address", name, val, gw)
 					}
+					k.setGateway(a)
 				}
 			}
 		case isIndexed(name, "route") || isIndexed(name, "routes"):
@@ -196,7 +202,7 @@ func keyfileIP(k *keyfile, s *ini.Section) error {
 				return fmt.Errorf("%s=%s is not DEST/PREFIX,NEXTHOP", name, val)
 			}
 			if to.Bits() == 0 {
-				k.Gateway = via
+				k.setGateway(via)
 				continue
 			}
 			k.Routes = append(k.Routes, Route{To: to.Masked(), Via: via})

@@ -90,9 +90,10 @@ type Link struct {
 	Parent string
 	MTU    int
 	// Addrs are the static addresses with their prefixes.
-	Addrs   []netip.Prefix
-	Gateway netip.Addr
-	Routes  []Route
+	Addrs []netip.Prefix
+	// Gateways are the default routes' next hops (one per IP version).
+	Gateways []netip.Addr
+	Routes   []Route
 	DNS     []netip.Addr
 	// File is the file the link was read from.
 	File string
@@ -131,7 +132,18 @@ func Resolve(links []Link, ip netip.Addr, files string) (*Network, error) {
 			addr = a
 		}
 	}
-	n := &Network{Address: addr, Gateway: top.Gateway, Routes: top.Routes, DNS: top.DNS, MTU: top.MTU, Source: top.File}
+	n := &Network{Address: addr, DNS: top.DNS, MTU: top.MTU, Source: top.File}
+	// The gateway and routes of the address's IP version.
+	for _, gw := range top.Gateways {
+		if gw.Is4() == ip.Is4() {
+			n.Gateway = gw
+		}
+	}
+	for _, r := range top.Routes {
+		if r.Via.Is4() == ip.Is4() {
+			n.Routes = append(n.Routes, r)
+		}
+	}
 	base := top
 	if top.Kind == VLANKind {
 		if top.VLANID < 1 || top.VLANID > 4094 {
@@ -220,6 +232,17 @@ func (n *Network) Describe() string {
 		fmt.Fprintf(&b, " dns %s", strings.Join(d, " "))
 	}
 	return b.String()
+}
+
+// setGateway sets the link's default gateway of gw's IP version.
+func (l *Link) setGateway(gw netip.Addr) {
+	for i, g := range l.Gateways {
+		if g.Is4() == gw.Is4() {
+			l.Gateways[i] = gw
+			return
+		}
+	}
+	l.Gateways = append(l.Gateways, gw)
 }
 
 // parsePrefix reads "10.0.1.10/24", or a bare address with the given

@@ -50,6 +50,10 @@ func TestFromRoot(t *testing.T) {
 		{"keyfile-ethernet", KeyfileDir, "192.168.122.10",
 			"NIC 52:54:00:12:34:56 → 192.168.122.10/24 gw 192.168.122.1 dns 192.168.122.1",
 			KeyfileDir + "/Wired connection 1.nmconnection"},
+		// Dual stack: the gateway of the member address's IP version.
+		{"keyfile-ethernet", KeyfileDir, "fd00:122::10",
+			"NIC 52:54:00:12:34:56 → fd00:122::10/64 gw fd00:122::1 dns 192.168.122.1",
+			KeyfileDir + "/Wired connection 1.nmconnection"},
 		{"netplan-bond-vlan", NetplanDir, "10.1.20.11",
 			"bond bond0 (802.3ad: 3c:ec:ef:00:00:01, 3c:ec:ef:00:00:02) vlan 20 → 10.1.20.11/24 gw 10.1.20.1, 10.99.0.0/16 via 10.1.20.254 mtu 9000 dns 10.1.20.53 10.1.20.54",
 			NetplanDir + "/00-installer-config.yaml"},
@@ -79,7 +83,7 @@ func TestFromRoot(t *testing.T) {
 func TestFromRootErrors(t *testing.T) {
 	r := fakeRoot(t, "keyfile-ethernet", KeyfileDir)
 	_, err := FromRoot(r, netip.MustParseAddr("10.9.9.9"))
-	if err == nil || !strings.Contains(err.Error(), "no interface in "+KeyfileDir+" has the static address 10.9.9.9 (addresses found: enp1s0 192.168.122.10/24)") {
+	if err == nil || !strings.Contains(err.Error(), "no interface in "+KeyfileDir+" has the static address 10.9.9.9 (addresses found: enp1s0 192.168.122.10/24, enp1s0 fd00:122::10/64)") {
 		t.Errorf("unknown ip: %v", err)
 	}
 	empty, err := rootfs.Open(t.TempDir())

@@ -146,9 +146,7 @@ func netplanIP(l *Link, d netplanDev) error {
 		if err != nil {
 			return fmt.Errorf("gateway %q is not an IP address", gw)
 		}
-		if !l.Gateway.IsValid() {
-			l.Gateway = a
-		}
+		l.setGateway(a)
 	}
 	for _, r := range d.Routes {
 		via, err := netip.ParseAddr(r.Via)
@@ -156,7 +154,7 @@ func netplanIP(l *Link, d netplanDev) error {
 			return fmt.Errorf("route to %s: via %q is not an IP address", r.To, r.Via)
 		}
 		if isDefault(r.To) {
-			l.Gateway = via
+			l.setGateway(via)
 			continue
 		}
 		to, err := netip.ParsePrefix(r.To)

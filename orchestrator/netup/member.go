@@ -38,7 +38,7 @@ func Member(ctx context.Context, m plan.Member, root string, load LoadModules, w
 		n, err = fromRoot(root, m)
 		if err != nil {
 			fmt.Fprintf(out, "network: the master's own configuration: %s\n", oneLine(err))
-			fmt.Fprintf(out, "network: member %s's address goes on the first interface, without gateway (give members[].network in the plan for more)\n", m.Name)
+			fmt.Fprintf(out, "network: so member %s's address goes on the first interface, without gateway\n", m.Name)
 			return Static(ctx, m, wait, out)
 		}
 	}
