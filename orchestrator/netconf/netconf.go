@@ -94,7 +94,7 @@ type Link struct {
 	// Gateways are the default routes' next hops (one per IP version).
 	Gateways []netip.Addr
 	Routes   []Route
-	DNS     []netip.Addr
+	DNS      []netip.Addr
 	// File is the file the link was read from.
 	File string
 }
