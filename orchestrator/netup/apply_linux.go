@@ -112,7 +112,7 @@ func findPorts(ctx context.Context, ports []netconf.Port, wait time.Duration) ([
 			return found, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("no network interface %s appeared within %s (interfaces: %s): is the NIC's driver in the image, and is the MAC address right?",
+			return nil, fmt.Errorf("no network interface %s appeared within %s (interfaces: %s): is the NIC's driver in the image, and is its MAC address or name right?",
 				strings.Join(missing, ", "), wait, interfaceList(all))
 		}
 		select {

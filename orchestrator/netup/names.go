@@ -23,6 +23,11 @@ func PredictableNames(sysClassNet, ifname string) []string {
 		suffix = "d" + p
 	}
 	dev, err := filepath.EvalSymlinks(filepath.Join(dir, "device"))
+	if err == nil && !isPCIAddress(filepath.Base(dev)) && isPCIAddress(filepath.Base(filepath.Dir(dev))) {
+		// virtio_net's device is the virtio device (virtio2), whose
+		// parent is the PCI function udev names the NIC after.
+		dev = filepath.Dir(dev)
+	}
 	if err == nil {
 		for _, idx := range []string{"acpi_index", "index"} {
 			if n, err := strconv.Atoi(readTrim(filepath.Join(dev, idx))); err == nil && n > 0 {
@@ -58,4 +63,11 @@ func hotplugSlot(slots, address string) string {
 		}
 	}
 	return ""
+}
+
+// isPCIAddress reports whether s is a PCI function address like 0000:00:03.0.
+func isPCIAddress(s string) bool {
+	var domain, bus, slot, fn int
+	k, _ := fmt.Sscanf(s, "%x:%x:%x.%x", &domain, &bus, &slot, &fn)
+	return k == 4
 }

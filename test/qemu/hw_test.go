@@ -91,7 +91,7 @@ var machines = []machine{
 // notYet are the layouts the README table says are not supported yet.
 var notYet = [][2]string{
 	{"root or backup on LVM2, md RAID1 or LUKS2", "not yet: the volume is not found (`no master root filesystem found`)"},
-	{"network: bond modes other than active-backup and 802.3ad, teams, bridges, DHCP; an 802.3ad bond or IPv6 in QEMU", "not supported (the first ones), or set up but not booted here: QEMU has no LACP partner, and the rows above are IPv4"},
+	{"network: bond modes other than active-backup and 802.3ad, teams, bridges, DHCP; an 802.3ad bond with an LACP partner, IPv6", "not supported (the first four); set up but not booted here (the lab has no LACP partner, and its rows are IPv4)"},
 	{"igb, ixgbe, i40e, ice, bnxt_en, tg3, mlx5_core, ena, gve, hv_netvsc; smartpqi, hpsa, mpt3sas, hv_storvsc, xen-blkfront, ata_piix, ehci_pci, uas", "drivers carried and loaded by modalias; no QEMU device to boot them with"},
 }
 

@@ -92,13 +92,16 @@ var networks = []network{
 			return `ip: 10.0.1.10, network: {interface: {mac: "` + mac1 + `"}, gateway: 10.0.1.1, dns: [10.0.1.1]}`, tap(t, l.vmNet, "n1", mac1),
 				[]string{`network: \S+ ` + mac1 + ` → 10\.0\.1\.10/24 gw 10\.0\.1\.1 dns 10\.0\.1\.1 up`}
 		}},
-	{name: "master-keyfile", nic: "no network in the plan: the master's own NetworkManager keyfile (by MAC, address1= with gateway), routed subnets",
+	{name: "master-keyfile", nic: "no network in the plan: the master's own NetworkManager keyfile (address1= with gateway), naming the NIC `enp0s3` as udev does on the master (the rescue kernel says `eth0`), routed subnets",
 		standsFor: "RHCOS and RHEL masters, whose network the plan need not repeat",
-		root:      map[string]string{"etc/NetworkManager/system-connections/enp1s0.nmconnection": "[connection]\nid=enp1s0\nuuid=8b9a8a5e-3f1f-3a74-9c8b-6d2a8b6b6c2e\ntype=ethernet\ninterface-name=enp1s0\n\n[ethernet]\nmac-address=" + strings.ToUpper(mac1) + "\n\n[ipv4]\naddress1=10.0.1.10/24,10.0.1.1\ndns=10.0.1.1;\nmethod=manual\n\n[ipv6]\nmethod=disabled\n"},
+		// The NIC is the third PCI device (after the two disks): udev
+		// names it enp0s3.
+		root: map[string]string{"etc/NetworkManager/system-connections/enp0s3.nmconnection": "[connection]\nid=enp0s3\nuuid=8b9a8a5e-3f1f-3a74-9c8b-6d2a8b6b6c2e\ntype=ethernet\ninterface-name=enp0s3\n\n[ethernet]\n\n[ipv4]\naddress1=10.0.1.10/24,10.0.1.1\ndns=10.0.1.1;\nmethod=manual\n\n[ipv6]\nmethod=disabled\n"},
 		lab: func(t *testing.T, l *netRow) (string, []string, []string) {
 			routed(t, l)
 			return `ip: 10.0.1.10`, tap(t, l.vmNet, "n1", mac1),
-				[]string{`network: NIC ` + mac1 + ` → 10\.0\.1\.10/24 gw 10\.0\.1\.1 dns 10\.0\.1\.1, from /etc/NetworkManager/system-connections/enp1s0\.nmconnection`}
+				[]string{`network: NIC enp0s3 → 10\.0\.1\.10/24 gw 10\.0\.1\.1 dns 10\.0\.1\.1, from /etc/NetworkManager/system-connections/enp0s3\.nmconnection`,
+					`network: eth0 ` + mac1 + ` → 10\.0\.1\.10/24 gw 10\.0\.1\.1 dns 10\.0\.1\.1 up \(member master-1\)`}
 		}},
 }
 
@@ -153,7 +156,7 @@ members:
 			}
 			out := vm.Console()
 			want = append(want, `network: reached master-0 at `+regexp.QuoteMeta(l.peerIP)+`:2380 from 10\.0\.1\.10`,
-				`(?m)^pci \S+ .*→ virtio_net\r?$`)
+				`(?m)^virtio \S+ → virtio_net\r?$`)
 			for _, re := range want {
 				if !regexp.MustCompile(re).MatchString(out) {
 					t.Errorf("the console lacks %s", re)
