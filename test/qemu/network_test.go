@@ -82,7 +82,7 @@ var networks = []network{
 		lab: func(t *testing.T, l *netRow) (string, []string, []string) {
 			l.vmNet = newNet(t, "10.0.1.1/24")
 			l.peerNet, l.peerIP = l.vmNet, "10.0.1.1"
-			return `ip: 10.0.1.10, network: {interface: {mac: "` + mac1 + `"}, vlan: {id: 100}}`, trunk(t, l.vmNet, mac1, 100),
+			return `ip: 10.0.1.10, network: {interface: {mac: "` + mac1 + `"}, vlan: {id: 100}}`, trunk(t, l.vmNet, "n1", mac1, 100),
 				[]string{`network: \S+ ` + mac1 + ` vlan 100 \(\S+\.100\) → 10\.0\.1\.10/24 up`}
 		}},
 	{name: "routed-subnets", nic: "virtio-net in 10.0.1.0/24; the survivor in 10.0.2.0/24 behind a router (a namespace that forwards)",
@@ -103,6 +103,37 @@ var networks = []network{
 				[]string{`network: NIC enp0s3 → 10\.0\.1\.10/24 gw 10\.0\.1\.1 dns 10\.0\.1\.1, from /etc/NetworkManager/system-connections/enp0s3\.nmconnection`,
 					`network: eth0 ` + mac1 + ` → 10\.0\.1\.10/24 gw 10\.0\.1\.1 dns 10\.0\.1\.1 up \(member master-1\)`}
 		}},
+	{name: "master-keyfile-bond-vlan", nic: "no network in the plan: the master's own NetworkManager keyfiles for an active-backup bond of `enp0s3` and `enp0s4` (the first one's link down) and VLAN 100 on it, both NICs on trunk ports",
+		standsFor: "an RHCOS bare-metal master with bonded uplinks on trunk ports",
+		root:      keyfileBondVLAN,
+		lab: func(t *testing.T, l *netRow) (string, []string, []string) {
+			l.vmNet = newNet(t, "10.0.1.1/24")
+			l.peerNet, l.peerIP = l.vmNet, "10.0.1.1"
+			nics := append(trunk(t, l.vmNet, "n1", mac1, 100), trunk(t, l.vmNet, "n2", mac2, 100)...)
+			l.monitor = []string{"set_link nic-n1 off"}
+			return `ip: 10.0.1.10`, nics, []string{
+				`network: bond bond0 \(active-backup: enp0s3, enp0s4\) vlan 100 → 10\.0\.1\.10/24, from /etc/NetworkManager/system-connections/bond0\.100\.nmconnection, `,
+				`network: bond0 \(active-backup: \S+ ` + mac1 + ` down; \S+ ` + mac2 + ` up, active\) vlan 100 \(bond0\.100\) → 10\.0\.1\.10/24 up \(member master-1\)`}
+		}},
+	{name: "master-netplan", nic: "no network in the plan: the master's own netplan file (ethernet matched by `macaddress`, `routes: to: default`, `nameservers`), routed subnets",
+		standsFor: "Ubuntu kubeadm masters",
+		root:      map[string]string{"etc/netplan/00-installer-config.yaml": "network:\n  version: 2\n  ethernets:\n    ens3:\n      match:\n        macaddress: \"" + mac1 + "\"\n      set-name: ens3\n      addresses: [10.0.1.10/24]\n      routes:\n        - to: default\n          via: 10.0.1.1\n      nameservers:\n        addresses: [10.0.1.1]\n"},
+		lab: func(t *testing.T, l *netRow) (string, []string, []string) {
+			routed(t, l)
+			return `ip: 10.0.1.10`, tap(t, l.vmNet, "n1", mac1),
+				[]string{`network: NIC ` + mac1 + ` → 10\.0\.1\.10/24 gw 10\.0\.1\.1 dns 10\.0\.1\.1, from /etc/netplan/00-installer-config\.yaml`}
+		}},
+}
+
+// keyfileBondVLAN is an RHCOS-style bare-metal network as NetworkManager
+// keeps it: an active-backup bond of two NICs named as udev names them, a
+// VLAN on the bond (its parent given by the bond profile's UUID) holding
+// the address.
+var keyfileBondVLAN = map[string]string{
+	"etc/NetworkManager/system-connections/bond0.nmconnection":              "[connection]\nid=bond0\nuuid=0c6e3ec4-5a3a-4e0b-8d6e-2d7d2b6a1c11\ntype=bond\ninterface-name=bond0\nautoconnect-slaves=1\n\n[bond]\nmiimon=100\nmode=active-backup\n\n[ipv4]\nmethod=disabled\n\n[ipv6]\nmethod=ignore\n",
+	"etc/NetworkManager/system-connections/bond0-slave-enp0s3.nmconnection": "[connection]\nid=bond0-slave-enp0s3\nuuid=5b0c9f2e-4f0a-4a8e-9b3a-1e6d7a0b2c21\ntype=ethernet\ninterface-name=enp0s3\nmaster=0c6e3ec4-5a3a-4e0b-8d6e-2d7d2b6a1c11\nslave-type=bond\n",
+	"etc/NetworkManager/system-connections/bond0-slave-enp0s4.nmconnection": "[connection]\nid=bond0-slave-enp0s4\nuuid=7d7f5c8e-2e4b-4c39-8a64-8c2f3f0b9a31\ntype=ethernet\ninterface-name=enp0s4\ncontroller=bond0\nport-type=bond\n",
+	"etc/NetworkManager/system-connections/bond0.100.nmconnection":          "[connection]\nid=bond0.100\nuuid=c1a2b3c4-d5e6-4f70-8192-a3b4c5d6e7f8\ntype=vlan\ninterface-name=bond0.100\n\n[vlan]\nflags=1\nid=100\nparent=0c6e3ec4-5a3a-4e0b-8d6e-2d7d2b6a1c11\n\n[ipv4]\naddress1=10.0.1.10/24\nmethod=manual\n\n[ipv6]\nmethod=disabled\n",
 }
 
 // TestNetwork boots the verify role on each network of the matrix.
@@ -111,8 +142,10 @@ func TestNetwork(t *testing.T) {
 		t.Fatal("the network matrix creates network namespaces, bridges and tap devices: run it as root")
 	}
 	start := time.Now()
+	var boots atomic.Int32
 	for _, nw := range networks {
 		t.Run(nw.name, func(t *testing.T) {
+			boots.Add(1)
 			l := &netRow{}
 			member, nics, want := nw.lab(t, l)
 			plan := fmt.Sprintf(`version: 1
@@ -167,7 +200,7 @@ members:
 			}
 		})
 	}
-	fmt.Printf("network matrix (%s): %d boots in %s\n", lab.accel, len(networks), time.Since(start).Round(time.Second))
+	fmt.Printf("network matrix (%s): %d boots in %s\n", lab.accel, boots.Load(), time.Since(start).Round(time.Second))
 }
 
 // newNet makes a lab network namespace with a bridge at gateway.
@@ -302,13 +335,13 @@ func monitor(sock string, cmds ...string) error {
 	return nil
 }
 
-// trunk gives the VM a virtio-net NIC whose frames go through a trunk port
+// trunk gives the VM a virtio-net NIC (netdev id, device nic-ID) whose frames go through a trunk port
 // the test plays (QEMU's socket netdev, frames with a 4-byte length): a
 // frame the VM tags with vid reaches n's bridge untagged through a tap, a
 // frame from the bridge reaches the VM tagged, and every other frame of the
 // VM is dropped. Linux bridge VLAN filtering would do the same, but the
 // host's kernel may lack it; this needs only a tap.
-func trunk(t *testing.T, n *netlab.Net, mac string, vid uint16) []string {
+func trunk(t *testing.T, n *netlab.Net, id, mac string, vid uint16) []string {
 	t.Helper()
 	dev := fmt.Sprintf("nettrunk%d", tapSeq.Add(1))
 	ip(t, "-n", n.NS, "tuntap", "add", "dev", dev, "mode", "tap")
@@ -387,8 +420,8 @@ func trunk(t *testing.T, n *netlab.Net, mac string, vid uint16) []string {
 			}
 		}
 	}()
-	return []string{"-netdev", "socket,id=n1,connect=" + ln.Addr().String(),
-		"-device", "virtio-net-pci,netdev=n1,id=nic-n1,mac=" + mac}
+	return []string{"-netdev", "socket,id=" + id + ",connect=" + ln.Addr().String(),
+		"-device", "virtio-net-pci,netdev=" + id + ",id=nic-" + id + ",mac=" + mac}
 }
 
 // rootWith makes a master root like labDisks' with extra files.
