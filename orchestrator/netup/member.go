@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -110,12 +111,4 @@ func probe(ctx context.Context, name, hostPort string, timeout time.Duration) st
 	}
 }
 
-func oneLine(err error) string {
-	s := err.Error()
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			s = s[:i] + "; " + s[i+1:]
-		}
-	}
-	return s
-}
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
