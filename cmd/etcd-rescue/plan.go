@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcdversion"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/netconf"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 )
 
@@ -89,6 +90,11 @@ func explainPlan(w io.Writer, path string, p *plan.Plan) {
 			role = "restored from the backup"
 		}
 		fmt.Fprintf(w, "  member %s: peer %s, %s\n", m.Name, m.PeerURL, role)
+		if n, err := netconf.FromPlan(m); err == nil && n != nil {
+			fmt.Fprintf(w, "    network in the rescue image: %s\n", n.Describe())
+		} else if m.IP != "" {
+			fmt.Fprintf(w, "    network in the rescue image: %s as the master's own configuration has it, else on the first interface\n", m.IP)
+		}
 	}
 	if p.Signer.Address != "" {
 		fmt.Fprintf(w, "  signer: %s for at most %s\n", p.Signer.Address, p.Signer.TTL.Duration)

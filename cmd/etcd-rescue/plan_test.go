@@ -49,6 +49,12 @@ func TestPlanValidate(t *testing.T) {
 	if code != 0 || strings.Contains(out, "plan OK") || !strings.Contains(out, "restore: etcd-rescue restore --name m0") {
 		t.Fatalf("explain without --validate: exit %d\n%s", code, out)
 	}
+	withNet := strings.Replace(goodPlan, `peerURL: "https://10.0.0.11:2380"}`, `peerURL: "https://10.0.0.11:2380", network: {interface: {mac: "52:54:00:00:00:01"}, vlan: {id: 7}, gateway: 10.0.0.1}}`, 1)
+	out, _, code = runPlan(t, withNet)
+	if code != 0 || !strings.Contains(out, "    network in the rescue image: NIC 52:54:00:00:00:01 vlan 7 → 10.0.0.11/24 gw 10.0.0.1\n") ||
+		!strings.Contains(out, "    network in the rescue image: 10.0.0.10 as the master's own configuration has it") {
+		t.Fatalf("explain a member's network: exit %d\n%s", code, out)
+	}
 
 	bad := strings.NewReplacer(
 		`"https://10.0.0.11:2380"`, `"https://10.0.0.11:99999/etcd"`,

@@ -83,10 +83,12 @@ type Machine struct {
 	// PowerOff and Reboot end the machine; they return only on error.
 	PowerOff func() error
 	Reboot   func() error
-	// Network, when set, brings up the network the role needs (the
-	// member's static address from the plan). A failure is reported and
-	// the role runs without network.
-	Network func(ctx context.Context, env *Env) error
+	// Network, when set, brings up the network the role needs (see
+	// network.go); it runs once the master's root is mounted, as the
+	// master's own network configuration is read from it. load loads
+	// kernel modules by name. A failure is reported and the role runs
+	// without network.
+	Network func(ctx context.Context, env *Env, load func(names ...string) error) error
 
 	mounts   []mounted
 	flags    map[string]string
@@ -171,11 +173,6 @@ func (m *Machine) Boot(ctx context.Context) (err error) {
 		env.Member, _ = cfg.Plan.Member(cfg.Role.Member)
 	}
 
-	if m.Network != nil {
-		if err := m.Network(ctx, env); err != nil {
-			fmt.Fprintf(m.Console, "network: %s: the role runs without network\n", oneLine(err))
-		}
-	}
 	disks := m.scanDisks(ctx, env, spec)
 	if err := m.setupRoot(ctx, env, spec, disks); err != nil {
 		return err
@@ -183,6 +180,7 @@ func (m *Machine) Boot(ctx context.Context) (err error) {
 	if err := m.setupBackup(ctx, env, spec, disks); err != nil {
 		return err
 	}
+	m.bringUpNetwork(ctx, env)
 	if err := spec.run(ctx, env); err != nil {
 		return roleError{err}
 	}

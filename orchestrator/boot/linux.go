@@ -50,8 +50,17 @@ func Linux(console *os.File, version string) *Machine {
 		// the machine ends: the kernel does not wait for the tty.
 		PowerOff: func() error { out.drain(); return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF) },
 		Reboot:   func() error { out.drain(); return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART) },
-		Network: func(ctx context.Context, env *Env) error {
-			return netup.Static(ctx, env.Member, 15*time.Second, env.Console)
+		Network: func(ctx context.Context, env *Env, load func(...string) error) error {
+			if err := netup.Member(ctx, env.Member, env.Root, load, 15*time.Second, env.Console); err != nil {
+				return err
+			}
+			if env.Member.IP == "" {
+				return nil
+			}
+			// Show which peers the network reaches, before the role's
+			// own lines; a peer that does not answer costs 3s at most.
+			netup.ProbePeers(ctx, env.Plan, env.Member.Name, 3*time.Second, env.Console)
+			return nil
 		},
 	}
 }

@@ -1,9 +1,13 @@
-// Package netup brings up the rescue machine's network from the plan: the
-// member the machine plays gets its plan address (members[].ip with
-// members[].prefix, default /24) on the first virtio network interface
-// (else the first Ethernet interface), and loopback is brought up. There is
-// no DHCP and no route beyond the connected network: the recovery only
-// talks to the other masters.
+// Package netup brings up the rescue machine's network for the member it
+// plays, as the master has it: the plan's members[].network if it gives
+// one, else the master's own configuration read from its root (package
+// netconf: NetworkManager keyfiles, netplan, ifcfg files), with bonds,
+// VLANs, MTU, gateway, routes and DNS servers set up by netlink (Member).
+// A member whose master has no configuration that carries its address gets
+// its plan address (members[].ip with members[].prefix, default /24) on the
+// first virtio network interface, else the first Ethernet one (Static).
+// There is no DHCP: the recovery only talks to the other masters, and
+// ProbePeers shows on the console which of them it reaches.
 package netup
 
 import (

@@ -80,6 +80,9 @@ type Member struct {
 	Disk Disk `json:"disk,omitempty"`
 	// LUKS gives the rescue image the key of the master's LUKS volumes.
 	LUKS *LUKS `json:"luks,omitempty"`
+	// Network is the member's network in the rescue image (network.go).
+	// Empty means read it from the master's own configuration.
+	Network *Network `json:"network,omitempty"`
 }
 
 // Disk identifies a filesystem by label or UUID. Empty means search for it.
@@ -217,6 +220,9 @@ func (p *Plan) Validate() error {
 			add("%s (%s) prefix %d is not a prefix length for %s", where, m.Name, m.Prefix, m.IP)
 		}
 		errs = append(errs, m.LUKS.check(where+" ("+m.Name+")")...)
+		if m.Network != nil {
+			errs = append(errs, checkNetwork(fmt.Sprintf("%s (%s)", where, m.Name), m)...)
+		}
 	}
 	errs = append(errs, p.checkShared()...)
 	if p.Survivor == "" {
