@@ -108,7 +108,8 @@ var layouts = []layout{
 	{name: "restore-megasas-raid1", what: "restore onto a root on md RAID1", standsFor: "a mirrored master behind a PERC/MegaRAID HBA",
 		role: ignition.RoleRestore, make: raidLayout(2), controller: []string{"-device", "megasas-gen2,id=hba"},
 		devs: []string{"scsi-hd,bus=hba.0,scsi-id=0", "scsi-hd,bus=hba.0,scsi-id=1", "scsi-hd,bus=hba.0,scsi-id=2"},
-		want: []string{`volumes: RAID /dev/md\d+ assembled \(2 of 2 members\): raid1 on sda, sdb, read-write`, `root: md\d+ \(ext4.*read-write`}, marker: "RESTORE-OK"},
+		// The three SCSI disks probe in any order: the mirrors are two of sda–sdc.
+		want: []string{`volumes: RAID /dev/md\d+ assembled \(2 of 2 members\): raid1 on sd[a-c], sd[a-c], read-write`, `root: md\d+ \(ext4.*read-write`}, marker: "RESTORE-OK"},
 }
 
 // TestLayouts boots each layout row: the verify rows must find the root
