@@ -38,7 +38,7 @@ func roleEnv(t *testing.T, s *disaster.Scene, out *bytes.Buffer) *boot.Env {
 		t.Fatal(err)
 	}
 	files := map[string]ignition.File{
-		ignition.PlanPath:       {Path: ignition.PlanPath, Data: raw},
+		ignition.PlanPath:      {Path: ignition.PlanPath, Data: raw},
 		roles.SignerTokensFile: {Path: roles.SignerTokensFile, Data: []byte(`{"tokens":{}}`)},
 	}
 	return &boot.Env{Plan: p, Role: ignition.Role{Role: ignition.RoleRestore, Member: m.Name}, Member: m,
