@@ -137,6 +137,23 @@ func TestUndoTakesAwayTheSignerTheRestoreInstalled(t *testing.T) {
 		}
 	}
 
+	// The signer removes its unit once membership is full: an undo after
+	// that has no unit to keep aside, and still puts everything back.
+	t.Run("after the signer removed itself", func(t *testing.T) {
+		gone := s.Copy(t)
+		if removed, err := signer.Uninstall(gone.Root); err != nil || len(removed) != 2 {
+			t.Fatalf("uninstall: %v %v", removed, err)
+		}
+		text := runUndo(t, gone, "", false)
+		if !strings.Contains(text, filepath.Join(gone.Root, signer.UnitPath)+" does not exist: nothing to keep") {
+			t.Errorf("the undo does not say the unit is gone:\n%s", text)
+		}
+		sameState(t, gone, before, "what it was before the restore")
+		if got := fileState(t, gone); !equalMaps(got, beforeFiles) {
+			t.Errorf("after the undo the signer's files are\n%q\nwant\n%q", got, beforeFiles)
+		}
+	})
+
 	// The dry run lists the moves of the created files.
 	text := runUndo(t, s, "", true)
 	for _, p := range []string{signer.UnitPath, signer.UnitWantsPath} {
