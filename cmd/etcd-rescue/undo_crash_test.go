@@ -1,7 +1,10 @@
 package main
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,11 +25,12 @@ func runUndoCmd(t *testing.T, s *disaster.Scene, env ...string) (string, error) 
 	return string(out), err
 }
 
-// undoneState hashes what an undo puts back.
+// undoneState hashes what an undo puts back, the static pod resources
+// (and so the files the restore created there) included.
 func undoneState(t *testing.T, s *disaster.Scene) string {
 	t.Helper()
 	var parts []string
-	for _, rel := range []string{s.Profile.DataDir, s.Profile.Manifest, s.Profile.EnvFile, s.Profile.CertDir} {
+	for _, rel := range []string{s.Profile.DataDir, s.Profile.Manifest, s.Profile.EnvFile, s.Profile.CertDir, s.Profile.ResourcesBase} {
 		if rel != "" {
 			parts = append(parts, rel+"="+disaster.TreeHash(t, filepath.Join(s.Root, rel)))
 		}
@@ -39,12 +43,16 @@ func undoneState(t *testing.T, s *disaster.Scene) string {
 // expects the state from before the restore, byte for byte.
 func TestUndoResumesAfterSIGKILLAtEveryStep(t *testing.T) {
 	staged := disaster.Stage(t, disaster.Options{Profile: profile.OpenShift43, Keys: 2000, Lost: 100})
+	dropResource(t, staged)
 	want := undoneState(t, staged)
 	if out, err := runRestore(t, staged); err != nil || !strings.Contains(out, "RESTORE-OK") {
 		t.Fatalf("restore: %v\n%s", err, out)
 	}
 	if undoneState(t, staged) == want {
 		t.Fatal("the restore changed nothing: the test would prove nothing")
+	}
+	if j, err := journal.Open(staged.Root, "restore", time.Now()); err != nil || len(j.Created) == 0 {
+		t.Fatalf("the restore recorded no created file (%v): the test would not cover their moves", err)
 	}
 	t.Run("restore --undo RUN", func(t *testing.T) {
 		s := staged.Copy(t)
@@ -89,6 +97,7 @@ func TestUndoResumesAfterSIGKILLAtEveryStep(t *testing.T) {
 // before the restore every time.
 func TestUndoConvergesAfterSIGKILLAtRandomPoints(t *testing.T) {
 	staged := disaster.Stage(t, disaster.Options{Profile: profile.Kubeadm, Keys: 2000, Lost: 100})
+	dropResource(t, staged)
 	want := undoneState(t, staged)
 	if out, err := runRestore(t, staged); err != nil || !strings.Contains(out, "RESTORE-OK") {
 		t.Fatalf("restore: %v\n%s", err, out)
@@ -107,5 +116,36 @@ func TestUndoConvergesAfterSIGKILLAtRandomPoints(t *testing.T) {
 	t.Logf("30 trials over a %s undo, %d killed before the end: all converged", span.Round(time.Millisecond), killed)
 	if killed < 15 {
 		t.Errorf("only %d of 30 runs were killed before they ended: the trials did not test crashes", killed)
+	}
+}
+
+// dropResource removes from the master a static pod resource file the
+// backup holds, outside the certificate folder, so that the restore
+// creates it (no file to keep aside) and the undo must move it aside.
+func dropResource(t *testing.T, s *disaster.Scene) {
+	t.Helper()
+	f, err := os.Open(s.Backup.Resources)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("the backup holds no resource file outside %s to drop: %v", s.Profile.CertDir, err)
+		}
+		rel := filepath.Join(s.Profile.ResourcesBase, filepath.Clean("/"+h.Name))
+		if h.Typeflag != tar.TypeReg || strings.HasPrefix(rel, s.Profile.CertDir+"/") {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.Root, rel)); err != nil {
+			t.Fatalf("drop %s from the master: %v", rel, err)
+		}
+		return
 	}
 }

@@ -45,6 +45,11 @@ type Journal struct {
 	Steps map[string]StepRecord `json:"steps,omitempty"`
 	// Kept lists what was moved or copied aside, in order.
 	Kept []Kept `json:"kept,omitempty"`
+	// Created lists the host paths of files the run wrote where nothing
+	// was before (the signer's unit, a new certificate). Each is recorded
+	// before it is written, so an undo knows to move it aside even after
+	// a crash in between.
+	Created []string `json:"created,omitempty"`
 	// Notes holds values a step computed that later steps or re-runs need
 	// (the bump amount, the new cluster ID, intentions before a rename).
 	Notes map[string]string `json:"notes,omitempty"`
@@ -232,6 +237,11 @@ func (j *Journal) check() error {
 			}
 		}
 	}
+	for _, p := range j.Created {
+		if err := rootfs.CheckPath(p); err != nil {
+			return fmt.Errorf("created path: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -251,6 +261,11 @@ func (j *Journal) CheckInRoot(root string, notes ...string) error {
 			if err := inRoot(p); err != nil {
 				return err
 			}
+		}
+	}
+	for _, p := range j.Created {
+		if err := inRoot(p); err != nil {
+			return err
 		}
 	}
 	for _, n := range notes {
@@ -332,6 +347,25 @@ func (j *Journal) AddKept(k Kept) error {
 	j.Kept = append(j.Kept, k)
 	return j.Save()
 }
+
+// AddCreated records paths the run is about to create and saves the
+// journal once. Paths already recorded (a resumed run) are not added again.
+func (j *Journal) AddCreated(paths ...string) error {
+	added := false
+	for _, p := range paths {
+		if !slices.Contains(j.Created, p) {
+			j.Created = append(j.Created, p)
+			added = true
+		}
+	}
+	if !added {
+		return nil
+	}
+	return j.Save()
+}
+
+// IsCreated reports whether the run recorded path as created.
+func (j *Journal) IsCreated(path string) bool { return slices.Contains(j.Created, path) }
 
 // KeptAt returns the record of what was kept from a path, if any.
 func (j *Journal) KeptAt(from string) (Kept, bool) {

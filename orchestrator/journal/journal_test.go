@@ -89,3 +89,37 @@ func TestBeginResumesRefusesAndArchives(t *testing.T) {
 		t.Fatalf("finished journal not kept in its run's backup folder: %v", err)
 	}
 }
+
+func TestCreatedPathsAreRecordedOnceAndChecked(t *testing.T) {
+	root := t.TempDir()
+	j, err := Open(root, "restore", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, "etc/systemd/system/etcd-rescue-signer.service")
+	for range 2 {
+		if err := j.AddCreated(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again, err := Open(root, "restore", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Created) != 1 || !again.IsCreated(p) || again.IsCreated(p+".x") {
+		t.Fatalf("created %v", again.Created)
+	}
+	if err := again.CheckInRoot(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.CheckInRoot(t.TempDir()); err == nil {
+		t.Error("a created path outside the root was accepted")
+	}
+	again.Created = append(again.Created, root+"/etc/../../elsewhere")
+	if err := again.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(root, "restore", time.Now()); err == nil || !strings.Contains(err.Error(), "created path") {
+		t.Fatalf("a forged created path: %v", err)
+	}
+}

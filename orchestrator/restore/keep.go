@@ -47,6 +47,11 @@ func (r *restore) keptDataDirTarget() string {
 	return r.keeper().ContentsTarget(r.abs(r.prof.DataDir), r.prof.DataDir)
 }
 
+// Keeper keeps aside, in this run's backup folder and journal, what the
+// steps given to Execute replace, and records what they create, so an undo
+// of the run reverses them too.
+func (x *Restore) Keeper() *keep.Keeper { return x.r.keeper() }
+
 func (r *restore) keeper() *keep.Keeper {
 	return &keep.Keeper{Root: r.o.Root, Journal: r.j, Out: r.out}
 }

@@ -164,6 +164,8 @@ func (r *restore) extractResources(base string) error {
 				if err := r.keepResource(rel(name), keepBase, name); err != nil {
 					return err
 				}
+			} else if err := r.recordCreated(rel(name)); err != nil {
+				return err
 			}
 			if err := r.root.WriteFile(rel(name), data, mode); err != nil {
 				return fmt.Errorf("write %s: %w", filepath.Join(base, name), err)
@@ -190,6 +192,8 @@ func (r *restore) extractResources(base string) error {
 			if err := r.keepResource(rel(name), keepBase, name); err != nil {
 				return err
 			}
+		} else if err := r.keeper().BeforeWrite(p); err != nil {
+			return err
 		}
 		if h.Typeflag == tar.TypeSymlink {
 			err = os.Symlink(h.Linkname, p)
@@ -206,6 +210,16 @@ func (r *restore) extractResources(base string) error {
 	}
 	fmt.Fprintf(r.out, "    wrote %d files under %s\n", written, base)
 	return atomicfile.SyncDir(base)
+}
+
+// recordCreated journals that the run writes the resource file rel where
+// there is none (keep.Keeper.BeforeWrite), so an undo moves it aside.
+func (r *restore) recordCreated(rel string) error {
+	p, err := r.root.ResolveParent(rel)
+	if err != nil {
+		return err
+	}
+	return r.keeper().BeforeWrite(p)
 }
 
 // keepResource moves a file about to be replaced into the backup folder.

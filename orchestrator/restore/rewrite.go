@@ -41,6 +41,11 @@ func (r *restore) rewriteManifestStep() steps.Step {
 				return err
 			}
 			if conf != nil {
+				// Copied aside by keep-old-state when it existed; recorded
+				// as created when not, so an undo takes it away.
+				if err := r.keeper().BeforeWrite(r.abs(r.prof.EnvFile)); err != nil {
+					return err
+				}
 				if err := atomicfile.WriteFile(r.abs(r.prof.EnvFile), conf, 0o644); err != nil {
 					return err
 				}

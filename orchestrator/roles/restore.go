@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/etcd-rescue/etcd-rescue/ignition"
-	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/boot"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/keep"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
@@ -68,7 +68,7 @@ func Restore(ctx context.Context, env *boot.Env) error {
 		return err // RESTORE-FAILED was printed
 	}
 	defer r.Close()
-	return r.Execute(ctx, installSteps(env), "recovery service installed")
+	return r.Execute(ctx, installSteps(env, r.Keeper()), "recovery service installed")
 }
 
 // profileOf is the plan's master layout; nil (detect it) when it names none.
@@ -80,8 +80,11 @@ func profileOf(p *plan.Plan) (*profile.Profile, error) {
 }
 
 // installSteps put the recovery service on the restored root, so that it
-// runs when the survivor boots its own OS again.
-func installSteps(env *boot.Env) []steps.Step {
+// runs when the survivor boots its own OS again. Each file is written
+// through the restore's keeper: one already there (an older binary or
+// plan) is kept aside, a new one is recorded as created, so that
+// `etcd-rescue undo` takes the service away and puts the old files back.
+func installSteps(env *boot.Env, k *keep.Keeper) []steps.Step {
 	root := env.Root
 	// Resolved as the master sees them (a symlinked /usr/local or /var).
 	binDst := profile.Abs(root, signer.DefaultBinary)
@@ -109,7 +112,7 @@ func installSteps(env *boot.Env) []steps.Step {
 				if err != nil {
 					return err
 				}
-				return atomicfile.WriteFile(dst, want, mode)
+				return k.Replace(dst, want, mode)
 			},
 		}
 	}
@@ -152,7 +155,7 @@ func installSteps(env *boot.Env) []steps.Step {
 			return steps.Done, nil
 		},
 		Run: func(context.Context) error {
-			_, err := signer.Install(root, signer.InstallOptions{})
+			_, err := signer.Install(root, signer.InstallOptions{BeforeWrite: k.BeforeWrite})
 			return err
 		},
 	})

@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -48,6 +49,11 @@ type InstallOptions struct {
 	Image string
 	// Args are extra signer flags (for example --ttl 3h).
 	Args []string
+	// BeforeWrite, when set, is called with each file's host path before
+	// Install writes it (not for one already as wanted): the restore keeps
+	// the file there aside, or records the path as created, so an undo
+	// takes the signer away again (keep.Keeper.BeforeWrite).
+	BeforeWrite func(path string) error
 }
 
 func (o InstallOptions) withDefaults() InstallOptions {
@@ -174,16 +180,38 @@ func Install(root string, o InstallOptions) ([]string, error) {
 				out = append(out, p)
 				continue
 			}
+			if err := o.beforeWrite(p); err != nil {
+				return out, err
+			}
 			_ = os.Remove(p) // a wrong link of our own name
 			if err := os.Symlink(f.Link, p); err != nil {
 				return out, fmt.Errorf("enable signer unit: %w", err)
 			}
-		} else if err := atomicfile.WriteFile(p, f.Content, f.Mode); err != nil {
-			return out, fmt.Errorf("write %s: %w", p, err)
+		} else {
+			if have, err := os.ReadFile(p); err == nil && bytes.Equal(have, f.Content) {
+				out = append(out, p)
+				continue
+			}
+			if err := o.beforeWrite(p); err != nil {
+				return out, err
+			}
+			if err := atomicfile.WriteFile(p, f.Content, f.Mode); err != nil {
+				return out, fmt.Errorf("write %s: %w", p, err)
+			}
 		}
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+func (o InstallOptions) beforeWrite(p string) error {
+	if o.BeforeWrite == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return o.BeforeWrite(p)
 }
 
 // Uninstall removes whatever Install wrote into root (both kinds) and

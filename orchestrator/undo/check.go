@@ -47,6 +47,9 @@ func (u *undo) checkInputs() error {
 				return err
 			}
 		}
+		if it.Created {
+			continue // nothing kept: there may be nothing to move aside either
+		}
 		if err := u.checkKept(it); err != nil {
 			return err
 		}
@@ -79,14 +82,18 @@ func (u *undo) checkKept(it item) error {
 	return nil
 }
 
-// printPlan lists every move: the restored state aside, then the kept
-// state back.
+// printPlan lists every move: the restored state aside (what the run
+// created included), then the kept state back.
 func (u *undo) printPlan() {
 	w := steps.Indent(u.out)
 	k := u.keeper()
 	for _, it := range u.items {
 		switch {
 		case it.Covered:
+		case it.Created && !exists(it.LiveHost):
+			fmt.Fprintf(w, "keep aside: %s (created by run %s) is gone: nothing to keep\n", it.LiveHost, u.target.j.RunID)
+		case it.Created:
+			fmt.Fprintf(w, "keep aside: %s -> %s (created by run %s: nothing to put back)\n", it.LiveHost, k.Backup(rel(it.Live)), u.target.j.RunID)
 		case it.Contents:
 			fmt.Fprintf(w, "keep aside: the contents of %s -> %s\n", it.LiveHost, k.ContentsTarget(it.LiveHost, rel(it.Live)))
 		default:

@@ -93,6 +93,15 @@ func TestRefusedUndoFailsClearlyAndChangesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "but it is not there"},
+		{"created path with ..", editRestoreJournal(func(j *journal.Journal) {
+			j.Created = append(j.Created, recorded(&j.Kept[0])+"/etc/../../etc/passwd")
+		}), "created entry 1"},
+		{"created path outside the root", editRestoreJournal(func(j *journal.Journal) {
+			j.Created = append(j.Created, filepath.Dir(recorded(&j.Kept[0]))+"/elsewhere/unit")
+		}), "is outside the root"},
+		{"created path inside the backup folders", editRestoreJournal(func(j *journal.Journal) {
+			j.Created = append(j.Created, recorded(&j.Kept[0])+"/var/lib/etcd-rescue/backup/x/unit")
+		}), "is inside the backup folders"},
 		{"nothing kept", editRestoreJournal(func(j *journal.Journal) { j.Kept = nil }), "kept nothing aside"},
 		{"another run holds the root", func(t *testing.T, s *disaster.Scene, _ *undo.Options) {
 			l, err := lock.Acquire(s.Root)

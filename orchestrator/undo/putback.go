@@ -45,8 +45,14 @@ func (u *undo) putBackStep() steps.Step {
 // putBackOrder puts folders back before what is inside them, and, at one
 // depth, in the order the run kept them: the earliest copy of a path holds
 // its state from before the run.
+// Files the run created have nothing to put back.
 func (u *undo) putBackOrder() []item {
-	list := append([]item(nil), u.items...)
+	var list []item
+	for _, it := range u.items {
+		if !it.Created {
+			list = append(list, it)
+		}
+	}
 	sort.SliceStable(list, func(a, b int) bool {
 		da, db := strings.Count(list[a].Live, "/"), strings.Count(list[b].Live, "/")
 		if da != db {

@@ -147,6 +147,9 @@ type item struct {
 	Entries  []string
 	// Copied: Live stayed in use after the run kept its copy.
 	Copied bool
+	// Created: the run wrote Live where nothing was; the undo only moves
+	// it aside (Kept is empty).
+	Created bool
 	// Covered: Live is inside another item's Live (or the same), so it
 	// moves aside with that one, and is put back by it when that one
 	// holds it.
@@ -222,6 +225,11 @@ func items(root *rootfs.Root, t *target) ([]item, error) {
 		}
 		out = append(out, it)
 	}
+	created, err := createdItems(root, recorded, t, len(out))
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, created...)
 	if it, ok, err := emptyDataDir(root, recorded, t, out); err != nil {
 		return nil, err
 	} else if ok {
@@ -232,7 +240,7 @@ func items(root *rootfs.Root, t *target) ([]item, error) {
 			if k == i {
 				continue
 			}
-			same := out[k].Live == out[i].Live && k < i
+			same := out[k].Live == out[i].Live && (k < i || out[i].Created)
 			if same || inside(out[i].Live, out[k].Live) {
 				out[i].Covered = true
 			}
@@ -356,4 +364,29 @@ func emptyDataDir(root *rootfs.Root, recorded string, t *target, have []item) (i
 		return item{}, false, bad(err)
 	}
 	return it, true, nil
+}
+
+// createdItems are the files the run recorded as created (the signer's
+// unit and binary, a new certificate): the undo moves each aside, and
+// has nothing to put back in its place.
+func createdItems(root *rootfs.Root, recorded string, t *target, order int) ([]item, error) {
+	var out []item
+	for i, p := range t.j.Created {
+		bad := func(err error) error {
+			return fmt.Errorf("journal %s, created entry %d (%s): %v: it was not written by etcd-rescue; undo by hand", t.file, i+1, p, err)
+		}
+		live, err := relPath(root, recorded, p)
+		if err != nil {
+			return nil, bad(err)
+		}
+		if inside(live, "/"+journal.Dir+"/backup") {
+			return nil, bad(fmt.Errorf("%s is inside the backup folders", live))
+		}
+		it := item{Live: live, Created: true, order: order + i}
+		if it.LiveHost, err = root.ResolveParent(live); err != nil {
+			return nil, bad(err)
+		}
+		out = append(out, it)
+	}
+	return out, nil
 }

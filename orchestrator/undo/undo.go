@@ -1,8 +1,9 @@
 // Package undo reverses a restore: it puts back the data dir, manifest,
 // certificates and static pod resources that a restore run kept aside, and
 // keeps the restored state aside in turn, in the undo run's own backup
-// folder. Nothing is deleted, so an undo is itself undone the same way, by
-// its run ID.
+// folder, with the files the run recorded as created (the signer the
+// rescue image installs, new resource files). Nothing is deleted, so an
+// undo is itself undone the same way, by its run ID.
 //
 // An undo is a list of steps like a restore: it checks every input first
 // (the run's journal, every kept path, that no etcd runs on the data dir),
