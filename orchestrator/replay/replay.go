@@ -257,4 +257,3 @@ func v2Request(e *raftpb.Entry) bool {
 	}
 	return r.Header == nil && r.ID == 0
 }
-
