@@ -102,3 +102,28 @@ func TestSurvivorRestoreConvergesAfterSIGKILLAtRandomPoints(t *testing.T) {
 		t.Errorf("only %d of %d runs were killed before they ended: the trials did not test crashes", killed, trials)
 	}
 }
+
+// TestFromDataDirTakesAPathEitherWay: --from-data-dir=PATH and
+// --from-data-dir PATH both restore from PATH (a dry run says so), and a
+// bare --from-data-dir from the data dir the manifest names.
+func TestFromDataDirTakesAPathEitherWay(t *testing.T) {
+	s := disaster.Stage(t, disaster.Options{Profile: profile.Kubeadm, Keys: 10, Lost: 1})
+	other := filepath.Join(t.TempDir(), "etcd")
+	if out, err := exec.Command("cp", "-a", filepath.Join(s.Root, s.Profile.DataDir), other).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	for _, c := range []struct {
+		flags []string
+		dir   string
+	}{
+		{[]string{"--from-data-dir=" + other}, other},
+		{[]string{"--from-data-dir", other}, other},
+		{[]string{"--from-data-dir"}, filepath.Join(s.Root, s.Profile.DataDir)},
+	} {
+		args := append([]string{"restore", "--root", s.Root, "--dry-run", "--name", s.Master.MemberName, "--initial-cluster", s.InitialCluster()}, c.flags...)
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "survey the survivor's data dir "+c.dir+" (read-only)") {
+			t.Errorf("%v: err %v, want a survey of %s:\n%s", c.flags, err, c.dir, out)
+		}
+	}
+}
