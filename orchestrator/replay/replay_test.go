@@ -7,6 +7,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/replay"
 )
 
@@ -21,6 +22,9 @@ func TestReplayKeepsEveryAcknowledgedWrite(t *testing.T) {
 		t.Run(v, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "etcd")
 			rev := etcdtest.PowerLoss(t, etcdtest.VersionBinary(t, v), dir, 0, 300)
+			if info, err := etcddata.Read(etcddata.DBPath(dir)); err != nil || info.Revision >= rev {
+				t.Fatalf("the survivor's backend: %+v, %v; the writes (to revision %d) were meant to be only in its WAL", info, err, rev)
+			}
 			before := disaster.TreeHash(t, dir)
 
 			cp := filepath.Join(t.TempDir(), "copy")

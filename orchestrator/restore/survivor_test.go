@@ -55,6 +55,9 @@ func TestSurvivorDataRestoreKeepsEveryAcknowledgedWrite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if b := sv.Sources[0].Backend; b == nil || b.Revision >= rev {
+				t.Fatalf("the survivor's backend %+v: the writes (to revision %d) were meant to be only in its WAL", b, rev)
+			}
 			old := disaster.TreeHash(t, dataDir)
 
 			var out bytes.Buffer

@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/testport"
-	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
 )
 
 // PowerLoss runs three members of the etcd server bin, the first on
@@ -22,7 +21,8 @@ import (
 // acknowledged, and returns the revision of the last write. The survivor's
 // backend commits nothing after start (a batch interval of an hour), so
 // the writes are only in its WAL, and the commit index it saved lags the
-// last ones: what a power loss leaves.
+// last ones: what a power loss leaves. (Callers check the backend: this
+// package cannot import etcddata, whose tests use it.)
 func PowerLoss(t testing.TB, bin, survivorDir string, from, to int) int64 {
 	t.Helper()
 	type member struct {
@@ -94,12 +94,5 @@ func PowerLoss(t testing.TB, bin, survivorDir string, from, to int) int64 {
 	}
 	ms[0].proc.Cmd.Wait()
 	kept.proc.Cmd.Wait()
-	info, err := etcddata.Read(etcddata.DBPath(survivorDir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Revision >= rev {
-		t.Fatalf("the survivor's backend is at revision %d: the writes (to revision %d) were meant to be only in its WAL", info.Revision, rev)
-	}
 	return rev
 }
