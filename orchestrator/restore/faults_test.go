@@ -180,6 +180,9 @@ func TestBadInputFailsClearlyAndChangesNothing(t *testing.T) {
 			}
 		}), "cannot be restored from: backend: "},
 		{"survivor-data: no data dir", fromSurvivorData(func(t testing.TB, dir string) { os.RemoveAll(dir) }), "cannot be restored from: data dir: "},
+		{"survivor-data online", func(_ *testing.T, _ *disaster.Scene, o *restore.Options) {
+			o.BackupDir, o.Source, o.Online = "", plan.SourceSurvivorData, true
+		}, "a restore from the survivor's own data runs offline"},
 		{"survivor-data and a backup both given", func(_ *testing.T, _ *disaster.Scene, o *restore.Options) { o.Source = plan.SourceSurvivorData },
 			"both a backup and the survivor's data dir given"},
 	}

@@ -200,6 +200,9 @@ func newRestore(o Options) (*restore, error) {
 	if o.DialTimeout == 0 {
 		o.DialTimeout = 2 * time.Second
 	}
+	if o.Online && o.Source == plan.SourceSurvivorData {
+		return nil, errors.New("a restore from the survivor's own data runs offline: stop the kubelet and etcd on this master (or boot the rescue image) and run it without --online")
+	}
 	if o.Online && o.Host == nil {
 		return nil, errors.New("online restore needs access to the kubelet and container runtime of this host")
 	}

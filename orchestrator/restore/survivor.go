@@ -102,12 +102,8 @@ func (r *restore) verifySurvivorStep() steps.Step {
 // restore cannot start from, pointing to the backup instead.
 func (r *restore) verifySurvivor() error {
 	dir := r.survivorDir()
-	// Online, the master's own etcd still runs here: the steps after
-	// stop it, and keep-old-state checks again before anything moves.
-	if !r.o.Online || !r.survivorIsDataDir() {
-		if err := checkNotRunning(dir); err != nil {
-			return err
-		}
+	if err := checkNotRunning(dir); err != nil {
+		return err
 	}
 	rep, err := survey.Run(survey.Options{DataDirs: []string{dir}})
 	if err != nil {
