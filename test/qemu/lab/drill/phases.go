@@ -55,6 +55,7 @@ type run struct {
 	old                    []*master // the three masters before the loss
 	survivor, join1, join2 *master
 	oldState               clusterState
+	revAtBackup            int64 // the cluster's revision when the backup was taken
 	backupDisk             string
 	pl                     *plan.Plan
 	planBytes              []byte
@@ -214,12 +215,19 @@ func (r *run) backup(ctx context.Context) error {
 // its data dir is staler than master-0's and fresher than the backup, and
 // every later write has master-0 in its quorum.
 func (r *run) writeLost(ctx context.Context) error {
+	resp, err := r.oldCli.Get(ctx, "/registry/drill/backup-taken")
+	if err != nil {
+		return err
+	}
+	r.revAtBackup = resp.Header.Revision
 	half := r.o.Keys + r.o.Lost/2
 	if _, err := putKeys(ctx, r.oldCli, r.o.Keys, half); err != nil {
 		return err
 	}
+	// The client leaves master-1 first: a request to a powered-off peer
+	// would wait for its deadline.
+	r.oldCli.SetEndpoints(r.old[0].clientURL(), r.old[2].clientURL())
 	r.old[1].vm.Kill()
-	var err error
 	r.rep.MaxRevisionBeforeLoss, err = putKeys(ctx, r.oldCli, half, r.o.Keys+r.o.Lost)
 	return err
 }
