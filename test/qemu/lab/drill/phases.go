@@ -221,8 +221,21 @@ func (r *run) writeLost(ctx context.Context) error {
 	}
 	r.revAtBackup = resp.Header.Revision
 	half := r.o.Keys + r.o.Lost/2
-	if _, err := putKeys(ctx, r.oldCli, r.o.Keys, half); err != nil {
+	rev, err := putKeys(ctx, r.oldCli, r.o.Keys, half)
+	if err != nil {
 		return err
+	}
+	// master-1 holds the first half when it dies: fresher than the backup.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := r.oldCli.Status(sctx, r.old[1].clientURL())
+		cancel()
+		if err == nil && st.Header.Revision >= rev {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("master-1 did not apply revision %d: %v", rev, err)
+		}
 	}
 	// The client leaves master-1 first: a request to a powered-off peer
 	// would wait for its deadline.
