@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/survey"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/undo"
 )
 
 // survivorOptions restore the scene from the survivor's own data dir.
@@ -102,14 +104,31 @@ func TestSurvivorDataRestoreKeepsEveryAcknowledgedWrite(t *testing.T) {
 
 // TestSurvivorDataRestoreKeepsWritesAfterTheBackup: on the staged quorum
 // loss, the survivor's data holds the writes made after the backup; a
-// restore from it serves them all, the backup's restore would not.
+// restore from it serves them all, the backup's restore would not. A
+// second run is a no-op, and undo puts the old data dir back byte for byte.
 func TestSurvivorDataRestoreKeepsWritesAfterTheBackup(t *testing.T) {
 	s := scene(t, profile.OpenShift43)
+	dataDir := filepath.Join(s.Root, s.Profile.DataDir)
+	old := disaster.TreeHash(t, dataDir)
 	var out bytes.Buffer
 	if err := restore.Run(context.Background(), survivorOptions(s, &out)); err != nil {
 		t.Fatalf("restore: %v\n%s", err, out.String())
 	}
-	cli := startFromManifest(t, s)
+	restored := disaster.TreeHash(t, dataDir)
+	out.Reset()
+	if err := restore.Run(context.Background(), survivorOptions(s, &out)); err != nil {
+		t.Fatalf("second run: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "restore-survivor-data: skipped: already done") || disaster.TreeHash(t, dataDir) != restored {
+		t.Errorf("the second run did the restore again:\n%s", out.String())
+	}
+
+	// etcd runs on a copy of the root, so that the root can be undone.
+	copied := filepath.Join(t.TempDir(), "root")
+	if b, err := exec.Command("cp", "-a", s.Root, copied).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, b)
+	}
+	cli := s.StartFromManifest(t, copied)
 	etcdtest.CheckKeys(t, cli, 0, s.Keys+s.Lost)
 	st, err := cli.Status(context.Background(), s.Master.ClientURL())
 	if err != nil {
@@ -117,6 +136,14 @@ func TestSurvivorDataRestoreKeepsWritesAfterTheBackup(t *testing.T) {
 	}
 	if st.Header.Revision <= s.MaxRevision || st.Header.ClusterId == s.ClusterID {
 		t.Errorf("revision %d (old %d), cluster ID %x (old %x)", st.Header.Revision, s.MaxRevision, st.Header.ClusterId, s.ClusterID)
+	}
+
+	out.Reset()
+	if err := undo.Run(context.Background(), undo.Options{Root: s.Root, Out: &out}); err != nil {
+		t.Fatalf("undo: %v\n%s", err, out.String())
+	}
+	if disaster.TreeHash(t, dataDir) != old {
+		t.Errorf("undo did not put the survivor's data dir back byte for byte:\n%s", out.String())
 	}
 }
 
