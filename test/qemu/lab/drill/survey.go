@@ -58,9 +58,13 @@ func (r *run) surveyMasters() error {
 
 	var order []string
 	for _, s := range rep.Sources {
+		if s.Kind == survey.Backup {
+			order = append(order, "backup") // named by its snapshot file
+			continue
+		}
 		order = append(order, s.Path)
 	}
-	if want := []string{dirs[0], dirs[1], backupDir, dirs[2]}; strings.Join(order, " ") != strings.Join(want, " ") {
+	if want := []string{dirs[0], dirs[1], "backup", dirs[2]}; strings.Join(order, " ") != strings.Join(want, " ") {
 		return fmt.Errorf("survey ranking %v, want master-0, master-1, the backup, master-2 (damaged)", order)
 	}
 	fresh, stale, bk, damaged := rep.Sources[0], rep.Sources[1], rep.Sources[2], rep.Sources[3]
