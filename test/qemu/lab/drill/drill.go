@@ -106,6 +106,9 @@ type Report struct {
 	SurveyRanking   []string `json:"surveyRanking"`
 	BackupWouldLose int64    `json:"backupWouldLoseRevisions"`
 	StaleWouldLose  int64    `json:"staleWouldLoseRevisions"`
+	// SurveyExact is false when those are lower bounds (writes in the
+	// freshest WAL whose outcome only applying them tells).
+	SurveyExact bool `json:"surveyExact"`
 	// KeptDataDir is where the survivor's old data dir is on its disk.
 	KeptDataDir string `json:"keptDataDir"`
 	// WorkDir is kept when Options.Keep.
@@ -133,8 +136,12 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  %-79s %6.1fs\n", "total", r.Total)
 	fmt.Fprintf(w, "  backup %.1f MiB, lab master OS %.1f MiB; cluster ID %s -> %s; revision %d before the loss, %d after\n",
 		r.BackupMiB, r.LabOSMiB, r.OldClusterID, r.NewClusterID, r.MaxRevisionBeforeLoss, r.RevisionAfter)
-	fmt.Fprintf(w, "  survey: %s; the backup would lose %d revisions, the stale master-1 %d\n",
-		strings.Join(r.SurveyRanking, " > "), r.BackupWouldLose, r.StaleWouldLose)
+	bound := "at least "
+	if r.SurveyExact {
+		bound = ""
+	}
+	fmt.Fprintf(w, "  survey: %s; the backup would lose %s%d revisions (%d keys were written after it), the stale master-1 %s%d\n",
+		strings.Join(r.SurveyRanking, " > "), bound, r.BackupWouldLose, r.LostKeys, bound, r.StaleWouldLose)
 	if r.Source == plan.SourceSurvivorData {
 		fmt.Fprintf(w, "  restored from the survivor's own data: all %d keys (%d written after the backup) checked on every member; HashKV %d on all members\n",
 			r.KeysChecked, r.LostKeys, r.HashKV)

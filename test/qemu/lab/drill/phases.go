@@ -221,7 +221,7 @@ func (r *run) writeLost(ctx context.Context) error {
 	}
 	r.revAtBackup = resp.Header.Revision
 	half := r.o.Keys + r.o.Lost/2
-	rev, err := putKeys(ctx, r.oldCli, r.o.Keys, half)
+	rev, err := putEach(ctx, r.oldCli, r.o.Keys, half)
 	if err != nil {
 		return err
 	}
@@ -241,7 +241,7 @@ func (r *run) writeLost(ctx context.Context) error {
 	// would wait for its deadline.
 	r.oldCli.SetEndpoints(r.old[0].clientURL(), r.old[2].clientURL())
 	r.old[1].vm.Kill()
-	r.rep.MaxRevisionBeforeLoss, err = putKeys(ctx, r.oldCli, half, r.o.Keys+r.o.Lost)
+	r.rep.MaxRevisionBeforeLoss, err = putEach(ctx, r.oldCli, half, r.o.Keys+r.o.Lost)
 	return err
 }
 

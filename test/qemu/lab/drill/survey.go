@@ -2,6 +2,7 @@ package drill
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -9,6 +10,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/survey"
@@ -74,9 +78,9 @@ func (r *run) surveyMasters() error {
 	if fresh.RevisionAtMost < r.rep.MaxRevisionBeforeLoss {
 		return fmt.Errorf("master-0's WAL reaches revision %d at most; the cluster acknowledged %d", fresh.RevisionAtMost, r.rep.MaxRevisionBeforeLoss)
 	}
-	// The keys after the backup went in transactions of 100: the survey
-	// counts revisions. It is a lower bound by the writes whose outcome
-	// only applying master-0's WAL tells.
+	// One revision per key written after the backup (putEach); the
+	// survey's count is a lower bound by the writes whose outcome only
+	// applying master-0's WAL tells.
 	lost := r.rep.MaxRevisionBeforeLoss - r.revAtBackup
 	uncertain := fresh.RevisionAtMost - fresh.RevisionAtLeast
 	if bk.LostRevisions > lost || bk.LostRevisions < lost-uncertain || bk.LostRevisions == 0 && lost > uncertain {
@@ -89,8 +93,8 @@ func (r *run) surveyMasters() error {
 		return fmt.Errorf("master-2's rotten WAL not reported: %q", damaged.Error)
 	}
 	r.rep.SurveyRanking = []string{"master-0", "master-1", "backup", "master-2 (damaged WAL)"}
-	r.rep.BackupWouldLose = bk.LostRevisions
-	r.rep.StaleWouldLose = stale.LostRevisions
+	r.rep.BackupWouldLose, r.rep.StaleWouldLose = bk.LostRevisions, stale.LostRevisions
+	r.rep.SurveyExact = bk.LostExact
 	return nil
 }
 
@@ -127,4 +131,32 @@ func rotWAL(dataDir string) error {
 	mid := frames[len(frames)/2]
 	b[mid+8+int64(binary.LittleEndian.Uint64(b[mid:])&(1<<56-1))/2] ^= 0xff
 	return os.WriteFile(path, b, 0o600)
+}
+
+// putEach writes keys [from, to) one put each, as most clients write, so
+// the survey can count each acknowledged write as a revision; it returns
+// the highest revision.
+func putEach(ctx context.Context, cli *clientv3.Client, from, to int) (int64, error) {
+	var rev int64
+	for i := from; i < to; i++ {
+		k, v := Key(i)
+		var resp *clientv3.PutResponse
+		var err error
+		// A leader change on a loaded host fails a request; the same put
+		// again is harmless.
+		for attempt := 0; attempt < 5; attempt++ {
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			resp, err = cli.Put(pctx, k, v)
+			cancel()
+			if err == nil {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if err != nil {
+			return rev, fmt.Errorf("put %s: %w", k, err)
+		}
+		rev = resp.Header.Revision
+	}
+	return rev, nil
 }
