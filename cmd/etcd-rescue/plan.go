@@ -84,10 +84,15 @@ func explainPlan(w io.Writer, path string, p *plan.Plan) {
 	} else {
 		fmt.Fprintf(w, "  etcd: the version in the survivor's manifest (image tag) or old data dir; restores are tested for %s\n", etcdversion.Range())
 	}
+	from := "the backup"
+	if p.Source == plan.SourceSurvivorData {
+		from = "its own data dir (source: survivor-data)"
+		restoreFlags += " --from-data-dir"
+	}
 	for _, m := range p.Members {
 		role := "joins"
 		if m.Name == p.Survivor {
-			role = "restored from the backup"
+			role = "restored from " + from
 		}
 		fmt.Fprintf(w, "  member %s: peer %s, %s\n", m.Name, m.PeerURL, role)
 		if n, err := netconf.FromPlan(m); err == nil && n != nil {

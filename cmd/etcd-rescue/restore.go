@@ -20,15 +20,29 @@ func newRestoreCmd() *cobra.Command {
 		undoRun                                     string
 	)
 	c := &cobra.Command{
-		Use:   "restore --backup DIR --name NAME --initial-cluster NAME=https://HOST:2380 [--root /] [--dry-run]",
-		Short: "Restore etcd quorum on the surviving master from a backup",
+		Use:   "restore (--backup DIR | --from-data-dir[=PATH]) --name NAME --initial-cluster NAME=https://HOST:2380 [--root /] [--dry-run]",
+		Short: "Restore etcd quorum on the surviving master from a backup or its own data",
 		Long: `restore turns the surviving master into a one-member etcd cluster with a new
-cluster ID, from a verified backup. The old data dir, manifest and
+cluster ID, from a verified backup, or with --from-data-dir from the
+survivor's own data dir (default: the one the etcd manifest names): a copy
+of it is brought up to date with every entry its WAL holds, so no write the
+survivor received is lost. ` + "`etcd-rescue survey`" + ` says which source keeps more.
+The old data dir, manifest and
 certificates are kept under <root>/var/lib/etcd-rescue/backup/<run>/; nothing
 is deleted. An interrupted restore resumes when it is run again with the same
 flags. --dry-run prints the plan and changes nothing.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if c.Flags().Changed("from-data-dir") {
+				o.Source = plan.SourceSurvivorData
+				if o.FromDataDir == manifestDataDir {
+					o.FromDataDir = ""
+					// --from-data-dir PATH, with a space, leaves PATH as an argument.
+					if len(args) == 1 && undoRun == "" {
+						o.FromDataDir, args = args[0], nil
+					}
+				}
+			}
 			if undoRun != "" || len(args) > 0 {
 				return restoreUndo(c, o.Root, o.DryRun, undoRun, args)
 			}
@@ -61,6 +75,8 @@ flags. --dry-run prints the plan and changes nothing.`,
 	f := c.Flags()
 	f.StringVar(&o.Root, "root", "/", "the master's root filesystem")
 	f.StringVar(&o.BackupDir, "backup", "", "folder with the backup (or one backup file)")
+	f.StringVar(&o.FromDataDir, "from-data-dir", "", "restore from the survivor's own data dir (default: the one the etcd manifest names) instead of a backup")
+	f.Lookup("from-data-dir").NoOptDefVal = manifestDataDir
 	f.StringVar(&o.BackupTimestamp, "backup-timestamp", "", "restore the backup with this timestamp instead of the newest")
 	f.BoolVar(&o.SnapshotOnly, "snapshot-only", false, "restore a snapshot without static resources (kubeadm)")
 	f.StringVar(&name, "name", "", "this member's etcd name")
@@ -78,6 +94,10 @@ flags. --dry-run prints the plan and changes nothing.`,
 	f.StringVar(&criEndpoint, "cri-endpoint", "", "container runtime socket for --online (default: CRI-O's, then containerd's)")
 	return c
 }
+
+// manifestDataDir is the value of a bare --from-data-dir: the data dir the
+// etcd manifest names.
+const manifestDataDir = "manifest"
 
 // restoreMember is the restored member as --name, --initial-cluster (which
 // must name this member alone) and --node-name give it.

@@ -486,3 +486,24 @@ func TestDefaultOSTreeArg(t *testing.T) {
 		t.Errorf("defaultOSTreeArg = %q, %v", got, err)
 	}
 }
+
+// TestBootRestoreFromSurvivorDataNeedsNoBackup: a restore role whose plan
+// says source: survivor-data boots without a backup volume; without that
+// source the same boot stops for want of one.
+func TestBootRestoreFromSurvivorDataNeedsNoBackup(t *testing.T) {
+	ran := false
+	withRole(t, "restore", func(context.Context, *Env) error { ran = true; return nil }, WritableRoot(), NeedsBackup())
+	for _, c := range []struct {
+		plan    string
+		wantRun bool
+	}{{testPlan + "source: survivor-data\n", true}, {testPlan, false}} {
+		ran = false
+		f := newFake(t, "")
+		f.setFwCfg(buildConfig(t, c.plan, ignition.Role{Role: ignition.RoleRestore}))
+		f.addDisk("vda", "", map[string]string{"etc/kubernetes/manifests/": ""})
+		err := f.Boot(context.Background())
+		if ran != c.wantRun || (err == nil) != c.wantRun {
+			t.Errorf("plan source %q: role ran %v, err %v\n%s", c.plan[len(testPlan):], ran, err, f.console.String())
+		}
+	}
+}

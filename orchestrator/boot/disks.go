@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/volumes"
 )
 
@@ -226,6 +227,9 @@ func (m *Machine) setupRoot(ctx context.Context, env *Env, spec roleSpec, disks 
 // a filesystem holding snapshot files at its top or one directory down, else
 // backup.dir on the master's root) and mounts it read-only.
 func (m *Machine) setupBackup(ctx context.Context, env *Env, spec roleSpec, disks []disk) error {
+	if env.Plan.Source == plan.SourceSurvivorData {
+		spec.needsBackup = false // the restore reads the survivor's own data dir
+	}
 	hint := env.Plan.Backup.Disk
 	var candidates []disk
 	if hint.Label != "" || hint.UUID != "" {

@@ -24,6 +24,12 @@ import (
 // Version is the plan format this build reads and writes.
 const Version = 1
 
+// Restore sources (Plan.Source).
+const (
+	SourceBackup       = "backup"
+	SourceSurvivorData = "survivor-data"
+)
+
 // DefaultPath is where the rescue image and first-boot units find the plan.
 const DefaultPath = "/etc/etcd-rescue/plan.yaml"
 
@@ -44,6 +50,10 @@ type Plan struct {
 	Signer Signer `json:"signer,omitempty"`
 	// Backup says where the backup files are.
 	Backup Backup `json:"backup,omitempty"`
+	// Source is what the restore role restores from: "backup" (also when
+	// empty) or "survivor-data", the survivor's own data dir (its WAL
+	// included), which `etcd-rescue survey` recommends when it is fresher.
+	Source string `json:"source,omitempty"`
 	// EtcdVersion is the etcd version the masters run (for example "3.5.17").
 	// Empty means read it from the etcd manifest's image tag.
 	EtcdVersion string `json:"etcdVersion,omitempty"`
@@ -185,6 +195,11 @@ func (p *Plan) Validate() error {
 	case "", "openshift-4.3", "kubeadm":
 	default:
 		add("profile %q is unknown: use openshift-4.3 or kubeadm, or leave it empty to detect", p.Profile)
+	}
+	switch p.Source {
+	case "", SourceBackup, SourceSurvivorData:
+	default:
+		add("source %q is unknown: use %s or %s (the survivor's own data dir)", p.Source, SourceBackup, SourceSurvivorData)
 	}
 	if p.EtcdVersion != "" {
 		if v, err := etcdversion.Parse(p.EtcdVersion); err != nil {

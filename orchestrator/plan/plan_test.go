@@ -36,11 +36,11 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		`name: m1, ip: 10.0.0.11, peerURL: "https://etcd-1.ocp.example.com:2380"`, `name: m0, ip: ten, peerURL: "etcd-1:2380"`,
 		"openshift-4.3", "rke",
 	).Replace(good)
-	_, err := Parse([]byte(bad + "etcdVersion: 3.2.32\n"))
+	_, err := Parse([]byte(bad + "etcdVersion: 3.2.32\nsource: newest\n"))
 	if err == nil {
 		t.Fatal("bad plan accepted")
 	}
-	for _, want := range []string{"etcdVersion: etcd 3.2.32 is older", "version is 2", `survivor "m9" is not one of the members`, `"m0" is listed twice`, `ip "ten"`, "must start with https://", `profile "rke" is unknown`} {
+	for _, want := range []string{"etcdVersion: etcd 3.2.32 is older", "version is 2", `survivor "m9" is not one of the members`, `"m0" is listed twice`, `ip "ten"`, "must start with https://", `profile "rke" is unknown`, `source "newest" is unknown`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -13,7 +13,9 @@ import (
 	"testing"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/manifest"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 )
@@ -96,6 +98,14 @@ func replaceTarball(entries ...tar.Header) func(*testing.T, *disaster.Scene, *re
 	}
 }
 
+// fromSurvivorData restores from the survivor's data dir after damaging it.
+func fromSurvivorData(damage func(testing.TB, string)) func(*testing.T, *disaster.Scene, *restore.Options) {
+	return func(t *testing.T, s *disaster.Scene, o *restore.Options) {
+		o.BackupDir, o.Source = "", plan.SourceSurvivorData
+		damage(t, filepath.Join(s.Root, s.Profile.DataDir))
+	}
+}
+
 func withPeerURL(u string) func(*testing.T, *disaster.Scene, *restore.Options) {
 	return func(_ *testing.T, _ *disaster.Scene, o *restore.Options) { o.Member.PeerURL = u }
 }
@@ -163,6 +173,18 @@ func TestBadInputFailsClearlyAndChangesNothing(t *testing.T) {
 		{"--etcd-version newer than tested", func(_ *testing.T, _ *disaster.Scene, o *restore.Options) { o.EtcdVersion = "3.8.0" }, "etcd 3.8.0 is newer than the versions"},
 		{"--etcd-version not a version", func(_ *testing.T, _ *disaster.Scene, o *restore.Options) { o.EtcdVersion = "latest" }, `"latest" is not an etcd version`},
 		{"backup from a newer etcd than the master runs", withEtcdImage("registry.k8s.io/etcd:3.6.16-0"), "the backup was written by etcd 3.7 but the master runs etcd 3.6.16"},
+		{"survivor-data: WAL damaged", fromSurvivorData(etcdtest.DamageWAL), "cannot be restored from: WAL"},
+		{"survivor-data: backend damaged", fromSurvivorData(func(t testing.TB, dir string) {
+			if err := os.Truncate(filepath.Join(dir, "member/snap/db"), 8192); err != nil {
+				t.Fatal(err)
+			}
+		}), "cannot be restored from: backend: "},
+		{"survivor-data: no data dir", fromSurvivorData(func(t testing.TB, dir string) { os.RemoveAll(dir) }), "cannot be restored from: data dir: "},
+		{"survivor-data online", func(_ *testing.T, _ *disaster.Scene, o *restore.Options) {
+			o.BackupDir, o.Source, o.Online = "", plan.SourceSurvivorData, true
+		}, "a restore from the survivor's own data runs offline"},
+		{"survivor-data and a backup both given", func(_ *testing.T, _ *disaster.Scene, o *restore.Options) { o.Source = plan.SourceSurvivorData },
+			"both a backup and the survivor's data dir given"},
 	}
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {

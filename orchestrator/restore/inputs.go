@@ -37,7 +37,11 @@ func (r *restore) checkInputs() error {
 	if _, _, err := r.rewritten(); err != nil {
 		return fmt.Errorf("the etcd manifest cannot be rewritten for the restored member: %w", err)
 	}
-	if err := r.checkBackupOutside(); err != nil {
+	check := r.checkBackupOutside
+	if r.fromSurvivor() {
+		check = r.checkSurvivorOutside
+	}
+	if err := check(); err != nil {
 		return err
 	}
 	r.readOldData()

@@ -108,6 +108,9 @@ func (r *restore) checkWritable() error {
 
 // checkDisk wants room for the restored db and its WAL: twice the snapshot.
 func (r *restore) checkDisk() error {
+	if r.fromSurvivor() {
+		return r.checkSurvivorDisk()
+	}
 	need := uint64(2 * r.report.Snapshot.Size)
 	dir := keep.NearestExisting(r.abs(r.prof.DataDir))
 	free, err := r.diskFree(dir)

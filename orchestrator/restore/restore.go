@@ -29,6 +29,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/rootfs"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/survey"
 )
 
 // Options configure a restore.
@@ -37,6 +38,12 @@ type Options struct {
 	Root string
 	// BackupDir is a folder holding the backup, or one backup file.
 	BackupDir string
+	// Source is what the restore starts from: plan.SourceBackup (also
+	// when empty) or plan.SourceSurvivorData, the survivor's own data dir.
+	Source string
+	// FromDataDir is the survivor's data dir for plan.SourceSurvivorData;
+	// empty means the data dir the master's etcd manifest names.
+	FromDataDir string
 	// BackupTimestamp picks a backup by its timestamp instead of the newest.
 	BackupTimestamp string
 	// SnapshotOnly accepts a snapshot without static resources.
@@ -171,6 +178,9 @@ type restore struct {
 	// oldDataErr says why the old data dir could not be read, when it
 	// exists but is damaged or not etcd's.
 	oldDataErr error
+	// survivor is the survey of the survivor's data dir (survivor-data
+	// source), set by verify-survivor-data.
+	survivor *survey.Source
 }
 
 func (r *restore) now() time.Time {
@@ -190,11 +200,20 @@ func newRestore(o Options) (*restore, error) {
 	if o.DialTimeout == 0 {
 		o.DialTimeout = 2 * time.Second
 	}
+	if o.Online && o.Source == plan.SourceSurvivorData {
+		return nil, errors.New("a restore from the survivor's own data runs offline: stop the kubelet and etcd on this master (or boot the rescue image) and run it without --online")
+	}
 	if o.Online && o.Host == nil {
 		return nil, errors.New("online restore needs access to the kubelet and container runtime of this host")
 	}
-	if o.BackupDir == "" {
-		return nil, errors.New("no backup given: pass --backup DIR (the folder with snapshot_<ts>.db and static_kuberesources_<ts>.tar.gz)")
+	switch {
+	case o.Source == plan.SourceSurvivorData && o.BackupDir != "":
+		return nil, errors.New("both a backup and the survivor's data dir given: restore from one (`etcd-rescue survey` says which keeps more)")
+	case o.Source == plan.SourceSurvivorData:
+	case o.Source != "" && o.Source != plan.SourceBackup:
+		return nil, fmt.Errorf("restore source %q is unknown: use %s or %s", o.Source, plan.SourceBackup, plan.SourceSurvivorData)
+	case o.BackupDir == "":
+		return nil, errors.New("no backup given: pass --backup DIR (the folder with snapshot_<ts>.db and static_kuberesources_<ts>.tar.gz), or --from-data-dir to restore from this master's own data")
 	}
 	if o.Member.Name == "" {
 		return nil, errors.New("no member name given: pass --name, the etcd member name of this master")
@@ -260,12 +279,16 @@ func (r *restore) load() error {
 // backup may need --backup-timestamp to be passed over; the backup itself
 // is checked by name in the verify step.
 func (r *restore) params() map[string]string {
-	return map[string]string{
+	p := map[string]string{
 		"name":           r.member.Name,
 		"initialCluster": plan.InitialCluster(r.member),
 		"profile":        r.prof.Name,
 		"token":          r.o.ClusterToken,
 	}
+	if r.fromSurvivor() {
+		p["source"] = plan.SourceSurvivorData
+	}
+	return p
 }
 
 // token is the restored cluster's initial-cluster-token.
@@ -317,19 +340,17 @@ func (r *restore) cleanup() {
 }
 
 func (r *restore) steps() []steps.Step {
-	list := []steps.Step{
-		r.verifyBackupStep(),
-		r.preflightStep(),
+	verify, restoreData := r.verifyBackupStep(), []steps.Step{r.restoreSnapshotStep(), r.restoreResourcesStep()}
+	if r.fromSurvivor() {
+		verify, restoreData = r.verifySurvivorStep(), []steps.Step{r.restoreSurvivorStep()}
 	}
+	list := []steps.Step{verify, r.preflightStep()}
 	if r.o.Online {
 		list = append(list, r.stopStaticPodsStep(), r.stopKubeletStep())
 	}
-	list = append(list,
-		r.keepOldStateStep(),
-		r.restoreSnapshotStep(),
-		r.restoreResourcesStep(),
-		r.rewriteManifestStep(),
-	)
+	list = append(list, r.keepOldStateStep())
+	list = append(list, restoreData...)
+	list = append(list, r.rewriteManifestStep())
 	if r.o.Online {
 		list = append(list, r.startKubeletStep(), r.startStaticPodsStep())
 	}

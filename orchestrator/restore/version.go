@@ -62,6 +62,9 @@ func (r *restore) serverVersion() (*etcdversion.Version, string) {
 
 // backupWrittenBy is the etcd version the snapshot records (3.5+), or nil.
 func (r *restore) backupWrittenBy() *etcdversion.Version {
+	if r.fromSurvivor() {
+		return r.survivorWrittenBy()
+	}
 	info, err := etcddata.Read(r.set.Snapshot)
 	if err != nil {
 		return nil

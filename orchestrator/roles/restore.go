@@ -31,7 +31,8 @@ func init() {
 }
 
 // Restore is the restore role of the rescue image. On the survivor's root
-// it restores the backup as a one-member cluster (the restore's steps for
+// it restores the backup (or, with the plan's source: survivor-data, the
+// survivor's own data dir) as a one-member cluster (the restore's steps for
 // the plan's survivor), then installs the temporary recovery service: the
 // etcd-rescue binary, the plan, the token store when the config carries
 // one, and the signer's systemd unit. Both parts are one journaled list of
@@ -54,9 +55,14 @@ func Restore(ctx context.Context, env *boot.Env) error {
 		fmt.Fprintf(env.Console, "RESTORE-FAILED: %v\n", err)
 		return err
 	}
+	backupDir := env.Backup
+	if p.Source == plan.SourceSurvivorData {
+		backupDir = "" // a backup volume found as well is not used
+	}
 	r, err := restore.Prepare(restore.Options{
 		Root:          env.Root,
-		BackupDir:     env.Backup,
+		BackupDir:     backupDir,
+		Source:        p.Source,
 		Member:        m,
 		Profile:       prof,
 		SkipHashCheck: p.Backup.SkipHashCheck,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/ignition"
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/boot"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
@@ -132,4 +133,21 @@ func TestRestoreRoleDryRun(t *testing.T) {
 	if disaster.TreeHash(t, s.Root) != before {
 		t.Errorf("a dry run changed the root: %v", out.String())
 	}
+}
+
+// TestRestoreRoleFromSurvivorData: with the plan's source: survivor-data
+// the role restores the survivor's own data dir (a backup volume found as
+// well is not used) and serves the writes made after the backup.
+func TestRestoreRoleFromSurvivorData(t *testing.T) {
+	s := disaster.Stage(t, disaster.Options{Profile: profile.OpenShift43, Keys: 100, Lost: 10})
+	var out bytes.Buffer
+	e := env(t, s, &out, false)
+	e.Plan.Source = plan.SourceSurvivorData
+	if err := Restore(context.Background(), e); err != nil {
+		t.Fatalf("restore role: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "restore-survivor-data: done") || strings.Contains(out.String(), "verify-backup") {
+		t.Fatalf("the role did not restore from the survivor's data:\n%s", out.String())
+	}
+	etcdtest.CheckKeys(t, s.StartFromManifest(t, s.Root), 0, s.Keys+s.Lost)
 }

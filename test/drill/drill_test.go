@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/test/qemu/lab/drill"
 )
@@ -31,19 +32,21 @@ func drillKeys(t *testing.T) int {
 
 // TestDrill runs the whole recovery on QEMU VMs with OpenShift 4.3 masters.
 func TestDrill(t *testing.T) {
-	runDrill(t, profile.OpenShift43, drillKeys(t))
+	runDrill(t, profile.OpenShift43, drillKeys(t), plan.SourceBackup)
 }
 
 // TestDrillKubeadm runs it with kubeadm masters (stacked etcd whose
 // manifest names the initial cluster by IP, certificates under
-// /etc/kubernetes/pki/etcd), with fewer keys.
+// /etc/kubernetes/pki/etcd), with fewer keys, restoring from the
+// survivor's own data (source: survivor-data): the backup is stale, and
+// every key written after it must be there too.
 func TestDrillKubeadm(t *testing.T) {
-	runDrill(t, profile.Kubeadm, 2000)
+	runDrill(t, profile.Kubeadm, 2000, plan.SourceSurvivorData)
 }
 
-func runDrill(t *testing.T, prof string, keys int) {
+func runDrill(t *testing.T, prof string, keys int, source string) {
 	rep, err := drill.Run(context.Background(), drill.Options{
-		Keys: keys, Profile: prof, Kernel: lab.kernel, Modules: lab.modules, RescueDir: lab.rescueDir,
+		Keys: keys, Profile: prof, Source: source, Kernel: lab.kernel, Modules: lab.modules, RescueDir: lab.rescueDir,
 		LabBinary: lab.labBinary, Etcd: lab.etcd, WorkDir: t.TempDir(), Accel: lab.accel, Log: t.Logf,
 	})
 	var b bytes.Buffer

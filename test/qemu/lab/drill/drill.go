@@ -5,11 +5,13 @@
 // (each with its own ext4 disk, on a bridge in a network namespace the
 // drill creates, with a DNS server for the etcd-N and SRV records) form a
 // TLS cluster from their own static pod manifests;
-// keys are written, a backup is taken, more keys are written, two masters
-// are killed, the survivor is restored by the rescue image (restore role)
+// keys are written, a backup is taken, more keys are written (one master
+// dies halfway), the other two are killed, the three data dirs and the
+// backup are surveyed, the survivor is restored by the rescue image (restore role,
+// from the backup or from its own data)
 // and two new masters join through it (join role). Then every member is
 // checked: voting, equal HashKV, every key from before the backup and none
-// from after, the revision above the old one, the signer gone, an old
+// from after (from the survivor's own data: every key), the revision above the old one, the signer gone, an old
 // master that comes back refused with a cluster ID mismatch, and the old
 // data dir kept on the survivor's disk. The only stand-in is the lab
 // kubelet (package lab/kubelet), which starts etcd and the recovery service
@@ -28,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
 	"github.com/etcd-rescue/etcd-rescue/test/qemu/lab/masteros"
 	"github.com/etcd-rescue/etcd-rescue/test/qemu/lab/netlab"
@@ -36,7 +39,8 @@ import (
 // Options configure a drill.
 type Options struct {
 	// Keys are written before the backup (default 10,000); Lost after it
-	// (default Keys/20, at least 10), and are expected to be lost.
+	// (default Keys/20, at least 10), and are expected to be lost when the
+	// backup is restored.
 	Keys, Lost int
 	// Kernel and Modules are the kernel the VMs boot and its
 	// /lib/modules/<version> folder.
@@ -59,6 +63,10 @@ type Options struct {
 	// pods that find their peers through DNS SRV records) or kubeadm
 	// (etcd pods with an initial cluster of IP peer URLs).
 	Profile string
+	// Source is the plan's restore source: plan.SourceBackup (default:
+	// the keys written after the backup are lost) or
+	// plan.SourceSurvivorData (the survivor's own data: none is lost).
+	Source string
 	// Log receives progress and every console line; default none.
 	Log func(format string, a ...any)
 
@@ -90,6 +98,17 @@ type Report struct {
 	RevisionAfter         int64  `json:"revisionAfter"`
 	HashKV                uint32 `json:"hashKV"`
 	KeysChecked           int    `json:"keysChecked"`
+	// Source is the restore source the plan named.
+	Source string `json:"source"`
+	// SurveyRanking is the survey's order of the sources; BackupWouldLose
+	// and StaleWouldLose are the revisions the survey says restoring the
+	// backup, or the stale master-1, would have lost against master-0.
+	SurveyRanking   []string `json:"surveyRanking"`
+	BackupWouldLose int64    `json:"backupWouldLoseRevisions"`
+	StaleWouldLose  int64    `json:"staleWouldLoseRevisions"`
+	// SurveyExact is false when those are lower bounds (writes in the
+	// freshest WAL whose outcome only applying them tells).
+	SurveyExact bool `json:"surveyExact"`
 	// KeptDataDir is where the survivor's old data dir is on its disk.
 	KeptDataDir string `json:"keptDataDir"`
 	// WorkDir is kept when Options.Keep.
@@ -117,8 +136,19 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  %-79s %6.1fs\n", "total", r.Total)
 	fmt.Fprintf(w, "  backup %.1f MiB, lab master OS %.1f MiB; cluster ID %s -> %s; revision %d before the loss, %d after\n",
 		r.BackupMiB, r.LabOSMiB, r.OldClusterID, r.NewClusterID, r.MaxRevisionBeforeLoss, r.RevisionAfter)
-	fmt.Fprintf(w, "  %d keys written before the backup checked on every member; %d written after it lost, as expected; HashKV %d on all members\n",
-		r.KeysChecked, r.LostKeys, r.HashKV)
+	bound := "at least "
+	if r.SurveyExact {
+		bound = ""
+	}
+	fmt.Fprintf(w, "  survey: %s; the backup would lose %s%d revisions (%d keys were written after it), the stale master-1 %s%d\n",
+		strings.Join(r.SurveyRanking, " > "), bound, r.BackupWouldLose, r.LostKeys, bound, r.StaleWouldLose)
+	if r.Source == plan.SourceSurvivorData {
+		fmt.Fprintf(w, "  restored from the survivor's own data: all %d keys (%d written after the backup) checked on every member; HashKV %d on all members\n",
+			r.KeysChecked, r.LostKeys, r.HashKV)
+	} else {
+		fmt.Fprintf(w, "  %d keys written before the backup checked on every member; %d written after it lost, as expected; HashKV %d on all members\n",
+			r.KeysChecked, r.LostKeys, r.HashKV)
+	}
 	if r.KeptDataDir != "" {
 		fmt.Fprintf(w, "  the survivor's old data dir is kept on its disk in %s\n", r.KeptDataDir)
 	}
@@ -152,7 +182,10 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		o.Log = func(string, ...any) {}
 	}
 	start := time.Now()
-	rep = &Report{Accel: o.Accel, Profile: o.Profile, Keys: o.Keys, LostKeys: o.Lost}
+	rep = &Report{Accel: o.Accel, Profile: o.Profile, Keys: o.Keys, LostKeys: o.Lost, Source: o.Source}
+	if o.Source == "" {
+		rep.Source = plan.SourceBackup
+	}
 	for _, tool := range []string{"mkfs.ext4", "debugfs", "e2fsck"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return rep, fmt.Errorf("%s not found: install e2fsprogs (make deps)", tool)

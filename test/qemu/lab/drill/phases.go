@@ -29,6 +29,7 @@ const (
 	PhaseBackup        = "backup"
 	PhaseWriteLost     = "write-lost-keys"
 	PhaseLoseQuorum    = "lose-quorum"
+	PhaseSurvey        = "survey"
 	PhaseRestore       = "restore"
 	PhaseSurvivorOS    = "survivor-os"
 	PhaseJoin1         = "join-1"
@@ -54,6 +55,7 @@ type run struct {
 	old                    []*master // the three masters before the loss
 	survivor, join1, join2 *master
 	oldState               clusterState
+	revAtBackup            int64 // the cluster's revision when the backup was taken
 	backupDisk             string
 	pl                     *plan.Plan
 	planBytes              []byte
@@ -70,9 +72,11 @@ func (r *run) phases() []phase {
 		{ID: PhaseBoot, Title: "boot 3 masters, form the TLS cluster", Run: r.boot},
 		{ID: PhaseWriteKeys, Title: "write the keys", Run: r.writeKeys},
 		{ID: PhaseBackup, Title: "etcd-rescue backup onto the backup volume", Run: r.backup},
-		{ID: PhaseWriteLost, Title: "write the keys after the backup (to be lost)", Run: r.writeLost},
+		{ID: PhaseWriteLost, Title: "write the keys after the backup (master-1 dies halfway)", Run: r.writeLost},
 		{ID: PhaseLoseQuorum, Title: "lose quorum (kill 2 masters, reset the survivor)", Recovery: true, Run: r.loseQuorum},
-		{ID: PhaseRestore, Title: "restore the survivor (rescue image)", Recovery: true, Run: r.restore},
+		{ID: PhaseSurvey, Title: "survey the 3 masters' data dirs and the backup", Recovery: true,
+			Run: func(context.Context) error { return r.surveyMasters() }},
+		{ID: PhaseRestore, Title: "restore the survivor (rescue image, source " + r.source() + ")", Recovery: true, Run: r.restore},
 		{ID: PhaseSurvivorOS, Title: "survivor boots its OS: one-member cluster", Recovery: true, Run: r.survivorOS},
 		{ID: PhaseJoin1, Title: fmt.Sprintf("join master-%d (rescue image, then its OS)", r.join1.idx), Recovery: true,
 			Run: func(context.Context) error { return r.join(r.join1, 2) }},
@@ -207,10 +211,55 @@ func (r *run) backup(ctx context.Context) error {
 	return err
 }
 
+// writeLost writes the keys after the backup; master-1 dies halfway, so
+// its data dir is staler than master-0's and fresher than the backup, and
+// every later write has master-0 in its quorum.
 func (r *run) writeLost(ctx context.Context) error {
-	var err error
-	r.rep.MaxRevisionBeforeLoss, err = putKeys(ctx, r.oldCli, r.o.Keys, r.o.Keys+r.o.Lost)
+	resp, err := r.oldCli.Get(ctx, "/registry/drill/backup-taken")
+	if err != nil {
+		return err
+	}
+	r.revAtBackup = resp.Header.Revision
+	half := r.o.Keys + r.o.Lost/2
+	rev, err := putEach(ctx, r.oldCli, r.o.Keys, half)
+	if err != nil {
+		return err
+	}
+	// master-1 holds the first half when it dies: fresher than the backup.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := r.oldCli.Status(sctx, r.old[1].clientURL())
+		cancel()
+		if err == nil && st.Header.Revision >= rev {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("master-1 did not apply revision %d: %v", rev, err)
+		}
+	}
+	// The client leaves master-1 first: a request to a powered-off peer
+	// would wait for its deadline.
+	r.oldCli.SetEndpoints(r.old[0].clientURL(), r.old[2].clientURL())
+	r.old[1].vm.Kill()
+	r.rep.MaxRevisionBeforeLoss, err = putEach(ctx, r.oldCli, half, r.o.Keys+r.o.Lost)
 	return err
+}
+
+// source is the restore source the plan names.
+func (r *run) source() string {
+	if r.o.Source == "" {
+		return plan.SourceBackup
+	}
+	return r.o.Source
+}
+
+// keysKept is how many of the keys the recovered cluster must hold: all of
+// them from the survivor's data, those before the backup from the backup.
+func (r *run) keysKept() int {
+	if r.source() == plan.SourceSurvivorData {
+		return r.o.Keys + r.o.Lost
+	}
+	return r.o.Keys
 }
 
 // loseQuorum powers two masters off hard; the survivor, without quorum, is
@@ -227,6 +276,7 @@ func (r *run) loseQuorum(context.Context) error {
 		Survivor: r.survivor.fx.MemberName,
 		Members:  []plan.Member{r.survivor.planMember(), r.join1.planMember(), r.join2.planMember()},
 		Signer:   plan.Signer{Address: fmt.Sprintf("https://%s:%d", r.survivor.fx.IP, 9943)},
+		Source:   r.o.Source,
 	}
 	var err error
 	if r.planBytes, err = r.pl.Marshal(); err != nil {
@@ -365,13 +415,13 @@ func (r *run) verify(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		err = checkKeys(vctx, one, rep.Keys)
+		err = checkKeys(vctx, one, r.keysKept())
 		one.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", m.fx.NodeName, err)
 		}
 	}
-	rep.KeysChecked = rep.Keys
+	rep.KeysChecked = r.keysKept()
 	r.o.Log("HashKV at revision %d: %s", rev, strings.Join(hashes, ", "))
 	// The recovery service stopped at full membership and removed itself.
 	if _, err := r.survivor.vm.Expect("SIGNER-STOPPED", 2*time.Minute); err != nil {

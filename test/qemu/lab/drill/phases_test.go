@@ -27,12 +27,12 @@ func TestPhaseTable(t *testing.T) {
 			recovery = append(recovery, p.ID)
 		}
 	}
-	want := []string{PhaseBoot, PhaseWriteKeys, PhaseBackup, PhaseWriteLost, PhaseLoseQuorum, PhaseRestore, PhaseSurvivorOS,
+	want := []string{PhaseBoot, PhaseWriteKeys, PhaseBackup, PhaseWriteLost, PhaseLoseQuorum, PhaseSurvey, PhaseRestore, PhaseSurvivorOS,
 		PhaseJoin1, PhaseJoin2, PhaseVerify, PhaseOldMasterBack, PhaseSurvivorDisk}
 	if !slices.Equal(ids, want) {
 		t.Errorf("phase IDs %v, want %v", ids, want)
 	}
-	if want := []string{PhaseLoseQuorum, PhaseRestore, PhaseSurvivorOS, PhaseJoin1, PhaseJoin2}; !slices.Equal(recovery, want) {
+	if want := []string{PhaseLoseQuorum, PhaseSurvey, PhaseRestore, PhaseSurvivorOS, PhaseJoin1, PhaseJoin2}; !slices.Equal(recovery, want) {
 		t.Errorf("recovery phases %v, want %v", recovery, want)
 	}
 }

@@ -1,0 +1,191 @@
+package restore_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/disaster"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/survey"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/undo"
+)
+
+// survivorOptions restore the scene from the survivor's own data dir.
+func survivorOptions(s *disaster.Scene, out *bytes.Buffer) restore.Options {
+	o := options(s, out)
+	o.BackupDir, o.Source = "", plan.SourceSurvivorData
+	return o
+}
+
+// keptDataDir is where the run's journal says the old data dir went.
+func keptDataDir(t *testing.T, root string) string {
+	t.Helper()
+	j, err := journal.Open(root, "restore", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j.Notes["keptDataDir"]
+}
+
+// TestSurvivorDataRestoreKeepsEveryAcknowledgedWrite runs, for each etcd
+// version real clusters run, a cluster whose survivor is the master's data
+// dir through a power loss right after the last acknowledged write
+// (etcdtest.PowerLoss: the writes are only in the survivor's WAL, its
+// saved commit index lags the last ones), restores from the survivor's
+// data, and starts the same version from the rewritten manifest: every
+// acknowledged key is there, the revision is above the last one clients
+// saw, the cluster ID is new and the old data dir is kept byte for byte.
+func TestSurvivorDataRestoreKeepsEveryAcknowledgedWrite(t *testing.T) {
+	const keys = 300
+	for _, v := range []string{"3.4.23", "3.5.35", "3.6.16", "3.7.3"} {
+		t.Run(v, func(t *testing.T) {
+			bin := etcdtest.VersionBinary(t, v)
+			c := newCompatMaster(t, "registry.k8s.io/etcd:"+v+"-0")
+			dataDir := filepath.Join(c.root, "var/lib/etcd")
+			rev := etcdtest.PowerLoss(t, bin, dataDir, 0, keys)
+			sv, err := survey.Run(survey.Options{DataDirs: []string{dataDir}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := sv.Sources[0].Backend; b == nil || b.Revision >= rev {
+				t.Fatalf("the survivor's backend %+v: the writes (to revision %d) were meant to be only in its WAL", b, rev)
+			}
+			old := disaster.TreeHash(t, dataDir)
+
+			var out bytes.Buffer
+			err = restore.Run(context.Background(), restore.Options{Root: c.root, Source: plan.SourceSurvivorData,
+				Member: plan.Member{Name: c.m.MemberName, PeerURL: c.fm.PeerURL()}, Out: &out, DialTimeout: 200 * time.Millisecond})
+			if err != nil {
+				t.Fatalf("restore: %v\n%s", err, out.String())
+			}
+			t.Log(out.String())
+			if !strings.Contains(out.String(), "step 4/5 restore-survivor-data: done") {
+				t.Errorf("no restore-survivor-data step in:\n%s", out.String())
+			}
+			if kept := keptDataDir(t, c.root); disaster.TreeHash(t, kept) != old {
+				t.Fatalf("kept data dir %s differs from the survivor's data dir", kept)
+			}
+
+			_, cli := c.start(bin)
+			etcdtest.CheckKeys(t, cli, 0, keys)
+			st, err := cli.Status(context.Background(), c.fm.ClientURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Header.Revision <= rev {
+				t.Errorf("revision %d not above %d, the last one clients saw", st.Header.Revision, rev)
+			}
+			if st.Header.ClusterId == uint64(sv.Sources[0].ClusterID) {
+				t.Errorf("cluster ID %x is the survivor's old one", st.Header.ClusterId)
+			}
+			if !strings.HasPrefix(st.Version, v[:3]) {
+				t.Errorf("served by etcd %s, want %s", st.Version, v)
+			}
+			ml, err := cli.MemberList(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ml.Members) != 1 || ml.Members[0].Name != c.m.MemberName {
+				t.Errorf("members = %v, want only %s", ml.Members, c.m.MemberName)
+			}
+		})
+	}
+}
+
+// TestSurvivorDataRestoreKeepsWritesAfterTheBackup: on the staged quorum
+// loss, the survivor's data holds the writes made after the backup; a
+// restore from it serves them all, the backup's restore would not. A
+// second run is a no-op, and undo puts the old data dir back byte for byte.
+func TestSurvivorDataRestoreKeepsWritesAfterTheBackup(t *testing.T) {
+	s := scene(t, profile.OpenShift43)
+	dataDir := filepath.Join(s.Root, s.Profile.DataDir)
+	old := disaster.TreeHash(t, dataDir)
+	var out bytes.Buffer
+	if err := restore.Run(context.Background(), survivorOptions(s, &out)); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out.String())
+	}
+	restored := disaster.TreeHash(t, dataDir)
+	out.Reset()
+	if err := restore.Run(context.Background(), survivorOptions(s, &out)); err != nil {
+		t.Fatalf("second run: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "restore-survivor-data: skipped: already done") || disaster.TreeHash(t, dataDir) != restored {
+		t.Errorf("the second run did the restore again:\n%s", out.String())
+	}
+
+	// etcd runs on a copy of the root, so that the root can be undone.
+	copied := filepath.Join(t.TempDir(), "root")
+	if b, err := exec.Command("cp", "-a", s.Root, copied).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, b)
+	}
+	cli := s.StartFromManifest(t, copied)
+	etcdtest.CheckKeys(t, cli, 0, s.Keys+s.Lost)
+	st, err := cli.Status(context.Background(), s.Master.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Header.Revision <= s.MaxRevision || st.Header.ClusterId == s.ClusterID {
+		t.Errorf("revision %d (old %d), cluster ID %x (old %x)", st.Header.Revision, s.MaxRevision, st.Header.ClusterId, s.ClusterID)
+	}
+
+	out.Reset()
+	if err := undo.Run(context.Background(), undo.Options{Root: s.Root, Out: &out}); err != nil {
+		t.Fatalf("undo: %v\n%s", err, out.String())
+	}
+	if disaster.TreeHash(t, dataDir) != old {
+		t.Errorf("undo did not put the survivor's data dir back byte for byte:\n%s", out.String())
+	}
+}
+
+// TestSurvivorDataDryRunChangesNothing: the dry run surveys the data dir,
+// runs the checks and prints every step, and the root is unchanged.
+func TestSurvivorDataDryRunChangesNothing(t *testing.T) {
+	s := scene(t, profile.Kubeadm)
+	before, snap := disaster.TreeHash(t, s.Root), disaster.Snap(t, s.Root)
+	var out bytes.Buffer
+	o := survivorOptions(s, &out)
+	o.DryRun = true
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	for _, want := range []string{"verify-survivor-data", "restore-survivor-data", "commit and apply every entry of its WAL", "RANK", "free space on"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the dry run does not say %q:\n%s", want, out.String())
+		}
+	}
+	if disaster.TreeHash(t, s.Root) != before {
+		t.Fatalf("the dry run changed the root: %v", snap.Changes(t))
+	}
+}
+
+// TestSurvivorDataFromAnotherDir restores from a data dir given with
+// --from-data-dir (a survivor's data copied off its disk): that folder is
+// only read, and the master's own data dir is kept aside as always.
+func TestSurvivorDataFromAnotherDir(t *testing.T) {
+	s := scene(t, profile.Kubeadm)
+	other := filepath.Join(t.TempDir(), "etcd")
+	if err := os.Rename(filepath.Join(s.Root, s.Profile.DataDir), other); err != nil {
+		t.Fatal(err)
+	}
+	before := disaster.TreeHash(t, other)
+	var out bytes.Buffer
+	o := survivorOptions(s, &out)
+	o.FromDataDir = other
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if disaster.TreeHash(t, other) != before {
+		t.Error("the restore changed the data dir it read")
+	}
+	etcdtest.CheckKeys(t, startFromManifest(t, s), 0, s.Keys+s.Lost)
+}
