@@ -79,7 +79,7 @@ func addWAL(s *Source, b *Backend, w *WAL, logf func(string, ...any)) {
 	}
 	if w.LastIndex > committed {
 		s.Uncommitted = w.writesBetween(committed, w.LastIndex)
-		s.Notes = append(s.Notes, fmt.Sprintf("the WAL holds %d entries after index %d not known to be committed (%d writes): a forced new cluster drops them",
+		s.Notes = append(s.Notes, fmt.Sprintf("the WAL holds %d entries after index %d not known to be committed (%d writes): a plain forced new cluster (etcd --force-new-cluster) drops them, etcd-rescue restore --from-data-dir keeps them",
 			w.LastIndex-committed, committed, s.Uncommitted.Certain+s.Uncommitted.Possible))
 	}
 	finishRevision(s)
