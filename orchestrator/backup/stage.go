@@ -13,6 +13,11 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/boltcheck"
 )
 
+// ErrStaging marks a StageSnapshot error in writing the staged copy (no
+// space, a folder that cannot be written): it says nothing against the
+// snapshot itself.
+var ErrStaging = errors.New("the staged copy cannot be written")
+
 // StageSnapshot is the one read of a snapshot a restore needs: it copies
 // src to dst (a file in the restore's staging folder) while hashing it and
 // checks the sha256 trailer at the end (unless src has none and
@@ -89,7 +94,7 @@ func copyHashed(ctx context.Context, src, dst string, size int64, trailer bool, 
 	defer in.Close()
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return err
+		return fmt.Errorf("stage snapshot: %w: %w", ErrStaging, err)
 	}
 	defer out.Close()
 	body := size
@@ -103,7 +108,7 @@ func copyHashed(ctx context.Context, src, dst string, size int64, trailer bool, 
 			h.Write(b)
 		}
 		if _, err := out.Write(b); err != nil {
-			return fmt.Errorf("stage snapshot %s: %w", dst, err)
+			return fmt.Errorf("stage snapshot %s: %w: %w", dst, ErrStaging, err)
 		}
 		done += int64(len(b))
 		progress(done)
@@ -121,5 +126,8 @@ func copyHashed(ctx context.Context, src, dst string, size int64, trailer bool, 
 		}
 		progress(size)
 	}
-	return out.Close()
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("stage snapshot %s: %w: %w", dst, ErrStaging, err)
+	}
+	return nil
 }
