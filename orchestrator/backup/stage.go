@@ -23,7 +23,9 @@ var ErrStaging = errors.New("the staged copy cannot be written")
 // checks the sha256 trailer at the end (unless src has none and
 // skipHashCheck), leaving dst without the trailer, as the db file etcd
 // opens; then it checks dst's structure and etcd's schema while dst is
-// still in the page cache, and computes etcdutl's status figures. The
+// still in the page cache, and computes etcdutl's status figures; last it
+// writes into dst the free list bbolt would rebuild (boltcheck.SyncFreelist),
+// so that opening it for etcd's restore edits does not walk every page. The
 // refusals and their messages are VerifySnapshot's. dst is not fsynced (the
 // caller fsyncs once, after its edits); on any error it is removed.
 // Progress counts the copy and the check: total is twice src's size.
@@ -53,8 +55,9 @@ func StageSnapshot(ctx context.Context, src, dst string, skipHashCheck bool, pro
 	}
 	sum := newStatusSum()
 	rep, err := boltcheck.Check(ctx, dst, boltcheck.Options{
-		Values:   sum.add,
-		Progress: func(p boltcheck.Progress) { meter.set(1, min(p.Bytes, size)) },
+		Values:          sum.add,
+		Progress:        func(p boltcheck.Progress) { meter.set(1, min(p.Bytes, size)) },
+		ListUnreachable: true,
 	})
 	if err != nil {
 		if _, damaged := boltcheck.KindOf(err); damaged {
@@ -62,6 +65,12 @@ func StageSnapshot(ctx context.Context, src, dst string, skipHashCheck bool, pro
 		}
 		return nil, fmt.Errorf("snapshot %s: %w", src, err)
 	}
+	// etcd writes no free list: without one, every read-write open of the
+	// copy (the restore's edits) would rebuild it by walking every page.
+	if err := boltcheck.SyncFreelist(dst, rep); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStaging, err)
+	}
+	rep.Unreachable = nil
 	meter.finish()
 	info.Check = rep
 	info.Status = sum.status(rep)
@@ -103,11 +112,18 @@ func copyHashed(ctx context.Context, src, dst string, size int64, trailer bool, 
 	}
 	h := sha256.New()
 	var done int64
+	wrote := make(chan error, 1)
 	if err := readChunks(ctx, in, body, func(b []byte) error {
+		// The write (a copy into the page cache) and the hash of the same
+		// chunk run side by side on two cores; b is reused only after both.
+		go func() {
+			_, err := out.Write(b)
+			wrote <- err
+		}()
 		if trailer {
 			h.Write(b)
 		}
-		if _, err := out.Write(b); err != nil {
+		if err := <-wrote; err != nil {
 			return fmt.Errorf("stage snapshot %s: %w: %w", dst, ErrStaging, err)
 		}
 		done += int64(len(b))

@@ -77,7 +77,8 @@ func TestInPlaceRefusesAMemberOutsideTheCluster(t *testing.T) {
 	}
 }
 
-// dumpDB lists every bucket, key and value of a bbolt file.
+// dumpDB lists every bucket, key and value of a bbolt file, once bbolt's
+// own check passes on it.
 func dumpDB(t *testing.T, path string) string {
 	t.Helper()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
@@ -87,6 +88,9 @@ func dumpDB(t *testing.T, path string) string {
 	defer db.Close()
 	var b strings.Builder
 	err = db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return fmt.Errorf("bbolt's Tx.Check: %w", err)
+		}
 		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
 			return bk.ForEach(func(k, v []byte) error {
 				fmt.Fprintf(&b, "%s %x %x\n", name, k, v)
