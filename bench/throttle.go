@@ -87,7 +87,7 @@ func loopCopy(work, snap string) (dev, mnt string, undo func() error, err error)
 	img := filepath.Join(work, "throttled.img")
 	mnt = filepath.Join(work, "throttled")
 	var steps []func() error
-	undo = func() error {
+	cleanup := func() error {
 		var errs []error
 		for i := len(steps) - 1; i >= 0; i-- {
 			errs = append(errs, steps[i]())
@@ -96,13 +96,16 @@ func loopCopy(work, snap string) (dev, mnt string, undo func() error, err error)
 	}
 	defer func() {
 		if err != nil {
-			undo()
+			cleanup()
 		}
 	}()
 	run := func(name string, args ...string) (string, error) {
-		out, err := exec.Command(name, args...).CombinedOutput()
+		var stderr strings.Builder
+		cmd := exec.Command(name, args...)
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
 		if err != nil {
-			return "", fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+			return "", fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, stderr.String())
 		}
 		return strings.TrimSpace(string(out)), nil
 	}
@@ -115,7 +118,7 @@ func loopCopy(work, snap string) (dev, mnt string, undo func() error, err error)
 		return "", "", nil, err
 	}
 	steps = append(steps, func() error { return os.Remove(img) })
-	err = f.Truncate(size + size/10 + 64<<20)
+	err = f.Truncate((size + size/10 + 64<<20) &^ (1<<20 - 1))
 	f.Close()
 	if err != nil {
 		return "", "", nil, err
@@ -133,19 +136,14 @@ func loopCopy(work, snap string) (dev, mnt string, undo func() error, err error)
 	if _, err := run("mount", dev, mnt); err != nil {
 		return "", "", nil, err
 	}
-	mounted := func() error { _, err := run("umount", mnt); return err }
+	steps = append(steps, func() error { _, err := run("umount", mnt); return err })
 	if _, err := run("cp", snap, mnt+"/"); err != nil {
-		mounted()
 		return "", "", nil, err
 	}
-	if err := mounted(); err != nil {
+	if _, err := run("mount", "-o", "remount,ro", mnt); err != nil {
 		return "", "", nil, err
 	}
-	if _, err := run("mount", "-o", "ro", dev, mnt); err != nil {
-		return "", "", nil, err
-	}
-	steps = append(steps, mounted)
-	return dev, mnt, undo, nil
+	return dev, mnt, cleanup, nil
 }
 
 // enterThrottle moves this process (and so the commands it starts) into a
