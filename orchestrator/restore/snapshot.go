@@ -207,13 +207,7 @@ func (r *restore) restoreSnapshot(ctx context.Context) error {
 // restage stages the snapshot the verify-backup step checked, and refuses
 // it if it is not the same one any more.
 func (r *restore) restage(ctx context.Context, staging string) error {
-	if err := os.RemoveAll(staging); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	info, db, err := r.stage(ctx, r.set.Snapshot)
+	info, db, err := r.stage(ctx, r.set.Snapshot) // starts staging anew
 	if err != nil {
 		return err
 	}
