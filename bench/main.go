@@ -194,7 +194,7 @@ func run(c config) error {
 		if c.parts["verify"] {
 			text = spliceSection(text, "\n## Backup verification", rep.verifyMarkdown())
 		}
-		text = spliceSection(text, "\n## Targets", rep.mergeTargets(section(text, "\n## Targets")))
+		text = spliceSection(text, "\n## Targets", rep.mergeTargets(section(text, "\n## Targets"), c.parts))
 		fmt.Print(text)
 		return os.WriteFile(c.out, []byte(text), 0o644)
 	}

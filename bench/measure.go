@@ -500,9 +500,9 @@ func (rep *report) targets() string {
 }
 
 // mergeTargets is the Targets section of a partial run: the rows about
-// the restore, verify-backup and memory from this run, the other rows
-// (image, boot, drill) as old, the last full run's section, has them.
-func (rep *report) mergeTargets(old string) string {
+// what this run measured (the parts in measured) from this run, the other
+// rows as old, the last full run's section, has them.
+func (rep *report) mergeTargets(old string, measured map[string]bool) string {
 	var b strings.Builder
 	b.WriteString("\n## Targets\n\n| target | measured | met |\n|---|---|---|\n")
 	rows, note := rep.targetRows()
@@ -513,10 +513,10 @@ func (rep *report) mergeTargets(old string) string {
 		if !strings.HasPrefix(l, "| ") || strings.HasPrefix(l, "| target") {
 			continue
 		}
-		mine := false
-		for _, p := range []string{"| restore", "| verify-backup", "| peak memory"} {
-			mine = mine || strings.HasPrefix(l, p)
-		}
+		// A row is replaced when this run measured what it is about.
+		restoreRow := strings.HasPrefix(l, "| restore") || strings.HasPrefix(l, "| peak memory") && !strings.Contains(l, "verify-backup")
+		verifyRow := strings.HasPrefix(l, "| verify-backup") || strings.HasPrefix(l, "| peak memory") && strings.Contains(l, "verify-backup")
+		mine := restoreRow && measured["restore"] || verifyRow && measured["verify"]
 		if !mine {
 			b.WriteString(l + "\n")
 		}

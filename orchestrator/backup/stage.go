@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/boltcheck"
 )
 
@@ -101,7 +103,7 @@ func copyHashed(ctx context.Context, src, dst string, size int64, trailer bool, 
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	out, err := os.OpenFile(dst, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("stage snapshot: %w: %w", ErrStaging, err)
 	}
@@ -111,25 +113,18 @@ func copyHashed(ctx context.Context, src, dst string, size int64, trailer bool, 
 		body -= sha256.Size
 	}
 	h := sha256.New()
-	var done int64
-	wrote := make(chan error, 1)
-	if err := readChunks(ctx, in, body, func(b []byte) error {
-		// The write (a copy into the page cache) and the hash of the same
-		// chunk run side by side on two cores; b is reused only after both.
-		go func() {
-			_, err := out.Write(b)
-			wrote <- err
-		}()
-		if trailer {
-			h.Write(b)
+	var hashed io.Writer = h
+	if !trailer {
+		hashed = nil // nothing to compare the hash with
+	}
+	_, err = kernelCopy(ctx, in, out, body, hashed, progress)
+	if errors.Is(err, errNoKernelCopy) {
+		err = bufferCopy(ctx, in, out, body, hashed, progress)
+	}
+	if err != nil {
+		if errors.Is(err, ErrStaging) {
+			return fmt.Errorf("stage snapshot %s: %w", dst, err)
 		}
-		if err := <-wrote; err != nil {
-			return fmt.Errorf("stage snapshot %s: %w: %w", dst, ErrStaging, err)
-		}
-		done += int64(len(b))
-		progress(done)
-		return nil
-	}); err != nil {
 		return fmt.Errorf("snapshot %s: copy: %w", src, err)
 	}
 	if trailer {
@@ -146,4 +141,100 @@ func copyHashed(ctx context.Context, src, dst string, size int64, trailer bool, 
 		return fmt.Errorf("stage snapshot %s: %w: %w", dst, ErrStaging, err)
 	}
 	return nil
+}
+
+// errNoKernelCopy says the kernel cannot copy between these two files
+// (copy_file_range refused before copying anything).
+var errNoKernelCopy = errors.New("no copy_file_range between these files")
+
+// copyChunk is how much one copy_file_range call copies: small enough for
+// progress and cancellation, large enough that the calls cost nothing.
+const copyChunk = 32 << 20
+
+// kernelCopy copies n bytes from in to out with copy_file_range, which
+// copies inside the kernel (on this machine in under half the time of a
+// read and write through a buffer); a goroutine hashes each chunk back
+// from the copy, still in the page cache, while the next one is copied,
+// so the hash vouches for the bytes the restore opens (h nil: no hash). It returns
+// errNoKernelCopy when the file systems do not allow it (different ones,
+// on most kernels).
+func kernelCopy(ctx context.Context, in, out *os.File, n int64, h io.Writer, progress func(int64)) (int64, error) {
+	type span struct{ off, n int64 }
+	spans := make(chan span, 2)
+	hashed := make(chan error, 1)
+	go func() {
+		buf := make([]byte, trailerBuffer)
+		var err error
+		for s := range spans {
+			for off := s.off; h != nil && err == nil && off < s.off+s.n; {
+				b := buf[:min(int64(len(buf)), s.off+s.n-off)]
+				if _, err = out.ReadAt(b, off); err == nil {
+					h.Write(b)
+					off += int64(len(b))
+				}
+			}
+		}
+		hashed <- err
+	}()
+	var done int64
+	var err error
+	for done < n && err == nil {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		var c int
+		c, err = unix.CopyFileRange(int(in.Fd()), nil, int(out.Fd()), nil, int(min(copyChunk, n-done)), 0)
+		switch {
+		case err != nil && done == 0 && (errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)):
+			err = errNoKernelCopy
+		case err != nil && isWriteError(err):
+			err = fmt.Errorf("%w: %w", ErrStaging, err)
+		case err == nil && c == 0:
+			err = io.ErrUnexpectedEOF
+		case err == nil:
+			spans <- span{done, int64(c)}
+			done += int64(c)
+			progress(done)
+		}
+	}
+	close(spans)
+	if herr := <-hashed; err == nil && herr != nil {
+		err = fmt.Errorf("%w: read the copy back: %w", ErrStaging, herr)
+	}
+	return done, err
+}
+
+// bufferCopy copies n bytes from in to out through a buffer, hashing them
+// (h nil: not).
+func bufferCopy(ctx context.Context, in, out *os.File, n int64, h io.Writer, progress func(int64)) error {
+	var done int64
+	wrote := make(chan error, 1)
+	return readChunks(ctx, in, n, func(b []byte) error {
+		// The write (a copy into the page cache) and the hash of the same
+		// chunk run side by side on two cores; b is reused only after both.
+		go func() {
+			_, err := out.Write(b)
+			wrote <- err
+		}()
+		if h != nil {
+			h.Write(b)
+		}
+		if err := <-wrote; err != nil {
+			return fmt.Errorf("%w: %w", ErrStaging, err)
+		}
+		done += int64(len(b))
+		progress(done)
+		return nil
+	})
+}
+
+// isWriteError tells a failure to write the copy (no space, a read-only
+// or full file system) from one to read the backup.
+func isWriteError(err error) bool {
+	for _, e := range []error{unix.ENOSPC, unix.EDQUOT, unix.EROFS, unix.EFBIG} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
