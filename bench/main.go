@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/pki"
 )
 
 func main() {
@@ -44,6 +46,8 @@ func main() {
 		parts   = flag.String("parts", "restore,verify,image,drill", "what to measure: restore, verify, image, drill. Without restore, only the verification section of -out is replaced (the rest is printed)")
 		etcd    = flag.String("etcd", "", "etcd server binary the drill's masters run (default: built from go.etcd.io/etcd/server/v3 at go.mod's version)")
 		kernels = flag.String("kernels", "generic=.cache/kernel/generic,cloud=.cache/kernel/cloud", "kernel flavours (flavour=folder, as `make kernel` caches them) whose images' size and boot budgets are compared")
+		thSize  = flag.String("throttled-size", "1G", "snapshot size of the restore from a throttled source (with -parts restore); empty: not measured")
+		thRate  = flag.Int64("throttled-rate", 50_000_000, "read rate of the throttled source, bytes per second")
 		imgOnly = flag.Bool("image-only", false, "measure only the kernel flavours' images (size, first line, disks listed) and rewrite that section of -out")
 	)
 	flag.Parse()
@@ -53,7 +57,8 @@ func main() {
 		os.Exit(2)
 	}
 	if err := run(config{parts: ps, sizes: *sizes, runs: *runs, cache: *cache, work: *work, rescue: *rescue, lab: *labBin, etcdutl: *etcdutl, out: *out, image: *img, boots: *boots,
-		drillKeys: *dkeys, drillTimeout: *dtime, kernel: *kernel, modules: *modules, etcd: *etcd, kernels: *kernels, imageOnly: *imgOnly}); err != nil {
+		drillKeys: *dkeys, drillTimeout: *dtime, kernel: *kernel, modules: *modules, etcd: *etcd, kernels: *kernels, imageOnly: *imgOnly,
+		throttledSize: *thSize, throttledRate: *thRate}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -68,6 +73,8 @@ type config struct {
 	kernels                                       string
 	imageOnly                                     bool
 	parts                                         map[string]bool
+	throttledSize                                 string
+	throttledRate                                 int64
 }
 
 // parseParts reads -parts: a comma-separated subset of the parts.
@@ -114,10 +121,10 @@ func run(c config) error {
 			return err
 		}
 	}
-	rep := &report{machine: machine(c.work)}
-	if !c.parts["restore"] {
-		rep.partial = fmt.Sprintf("Measured %s on %s with `-parts %s` at %s only, runs alternating, %d each; other sizes were not re-run, and the other sections (the Targets table too) are from the last full run. Load average (1, 5, 15 min) at the start: %s.",
-			time.Now().UTC().Format("2006-01-02 15:04 UTC"), rep.machine, strings.Join(sortedKeys(c.parts), ","), c.sizes, c.runs, loadAverage())
+	rep := &report{machine: machine(c.work), load: loadAverage()}
+	if !(c.parts["restore"] && c.parts["verify"] && c.parts["image"] && c.parts["drill"] && c.image) {
+		rep.partial = fmt.Sprintf("Measured %s on %s with `-parts %s` at %s, runs alternating, %d each; the sections of the parts not run are from the last full run. Load average (1, 5, 15 min) at the start: %s.",
+			time.Now().UTC().Format("2006-01-02 15:04 UTC"), rep.machine, strings.Join(sortedKeys(c.parts), ","), c.sizes, c.runs, rep.load)
 	}
 	var largest string // the largest snapshot measured: it is profiled
 	for _, s := range strings.Split(c.sizes, ",") {
@@ -139,9 +146,16 @@ func run(c config) error {
 		if err != nil {
 			return err
 		}
+		res.label = s
 		rep.rows = append(rep.rows, res)
 		fmt.Println(res.line())
 		largest = snap
+	}
+	if c.parts["restore"] && c.throttledSize != "" {
+		if rep.throttled, err = throttledRow(c); err != nil {
+			return err
+		}
+		fmt.Print(rep.throttled.markdown())
 	}
 	if largest != "" && c.parts["restore"] {
 		if rep.profile, err = profileRestore(c, largest); err != nil {
@@ -164,22 +178,46 @@ func run(c config) error {
 	}
 	if rep.partial != "" {
 		rep.partial += " At the end: " + loadAverage() + "."
-		// Only the verification section is replaced; the rest of the
-		// results stays as the last full run wrote it.
-		if !c.parts["verify"] || len(rep.rows) == 0 {
+		if len(rep.rows) == 0 || !(c.parts["restore"] || c.parts["verify"]) {
 			return nil
 		}
-		fmt.Print(rep.verifyMarkdown())
+		// Only the measured sections (and the Targets rows about them) are
+		// replaced; the rest stays as the last full run wrote it.
 		old, err := os.ReadFile(c.out)
 		if err != nil {
 			return err
 		}
-		text := spliceSection(string(old), "\n## Backup verification", rep.verifyMarkdown())
+		text := string(old)
+		if c.parts["restore"] {
+			text = spliceSection(text, "## Offline restore", strings.TrimPrefix(rep.restoreMarkdown(), "\n"))
+		}
+		if c.parts["verify"] {
+			text = spliceSection(text, "\n## Backup verification", rep.verifyMarkdown())
+		}
+		text = spliceSection(text, "\n## Targets", rep.mergeTargets(section(text, "\n## Targets"), c.parts))
+		fmt.Print(text)
 		return os.WriteFile(c.out, []byte(text), 0o644)
 	}
 	text := rep.markdown()
 	fmt.Print("\n" + text)
 	return os.WriteFile(c.out, []byte(text), 0o644)
+}
+
+// throttledRow measures the restore from a throttled source at -throttled-size.
+func throttledRow(c config) (*throttled, error) {
+	size, err := parseSize(c.throttledSize)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := snapshotOfSize(c.cache, size)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := pki.NewCA("bench", time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	return measureThrottled(c, ca, snap, c.throttledRate)
 }
 
 // buildEtcdutl builds etcdutl's command at go.mod's version in a module of

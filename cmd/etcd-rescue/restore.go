@@ -10,6 +10,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/live"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/progress"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 )
 
@@ -47,6 +48,7 @@ flags. --dry-run prints the plan and changes nothing.`,
 				return restoreUndo(c, o.Root, o.DryRun, undoRun, args)
 			}
 			o.Out = c.OutOrStdout()
+			o.Progress = progress.ModeFor(o.Out, false)
 			prof, err := profileFlag(profName)
 			if err == nil {
 				o.Member, err = restoreMember(name, initialCluster, o.Member.Host)

@@ -28,6 +28,9 @@ type Options struct {
 	MaxEntries int
 	// Progress, if set, follows the snapshot's checks (see Progress).
 	Progress Progress
+	// Snapshot, if set, checks the snapshot in place of VerifySnapshot
+	// (a restore stages it with StageSnapshot, reading it once).
+	Snapshot func(ctx context.Context, path string) (*SnapshotInfo, error)
 }
 
 // Report is what Verify found.
@@ -92,7 +95,13 @@ func VerifyContext(ctx context.Context, set *Set, o Options) (rep *Report, err e
 			set.Snapshot = p
 		}
 	}
-	si, err := VerifySnapshot(ctx, set.Snapshot, o.SkipHashCheck, o.Progress)
+	check := o.Snapshot
+	if check == nil {
+		check = func(ctx context.Context, path string) (*SnapshotInfo, error) {
+			return VerifySnapshot(ctx, path, o.SkipHashCheck, o.Progress)
+		}
+	}
+	si, err := check(ctx, set.Snapshot)
 	if err != nil {
 		return nil, err
 	}

@@ -108,6 +108,9 @@ type Options struct {
 	// overflow pages too). An error it returns stops the check and is
 	// reported as an Etcd error on that page.
 	Values func(bucket, key, value []byte) error
+	// ListUnreachable fills Report.Unreachable for a file written without
+	// a free list (etcd writes its files so), for SyncFreelist.
+	ListUnreachable bool
 }
 
 // Progress is how far Check is.
@@ -147,6 +150,12 @@ type Report struct {
 	// Warnings are findings that bbolt and etcd tolerate, such as one
 	// damaged meta page when the other is valid.
 	Warnings []string
+	// Unreachable lists, in order, the pages bbolt would rebuild its free
+	// list from (those below the high water mark no tree reaches), when
+	// Options.ListUnreachable and the file has no free list.
+	Unreachable []uint64
+	// meta is the meta page used, for SyncFreelist.
+	meta meta
 }
 
 // MaxDepth bounds the walk: B+tree levels plus nested buckets. A healthy

@@ -68,6 +68,7 @@ func (c *checker) run() error {
 	c.used.set(1)
 	c.done = 2
 	c.noFree = m.freelist == noFreelist
+	c.rep.meta = m
 	if !c.noFree {
 		if err := c.readFreelist(m.freelist); err != nil {
 			return err
@@ -81,6 +82,14 @@ func (c *checker) run() error {
 		// bbolt rebuilds the free list from the unreachable pages.
 		c.rep.FreePages = c.hwm - c.used.count()
 		c.done = c.hwm
+		if c.opts.ListUnreachable {
+			c.rep.Unreachable = make([]uint64, 0, c.rep.FreePages)
+			for id := uint64(2); id < c.hwm; id++ {
+				if !c.used.has(id) {
+					c.rep.Unreachable = append(c.rep.Unreachable, id)
+				}
+			}
+		}
 	} else if id, ok := firstClearBoth(c.used, c.free, 2, c.hwm); ok {
 		return c.pageErr(Structure, id, "neither reachable from the meta page nor on the free list (unreachable unfreed)")
 	}

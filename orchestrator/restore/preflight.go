@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -30,17 +31,21 @@ func (r *restore) verifyBackupStep() steps.Step {
 			if err != nil {
 				return err
 			}
+			r.set = set
+			if err := r.sameBackupAsBefore(); err != nil {
+				return err
+			}
 			wd, err := r.workDir()
 			if err != nil {
 				return err
 			}
-			rep, err := backup.VerifyContext(ctx, set, backup.Options{SkipHashCheck: r.o.SkipHashCheck, WorkDir: wd})
+			rep, err := backup.VerifyContext(ctx, set, backup.Options{SkipHashCheck: r.o.SkipHashCheck, WorkDir: wd, Snapshot: r.checkSnapshot})
 			if err != nil {
 				return err
 			}
-			r.set, r.report = set, rep
+			r.report = rep
 			rep.Print(steps.Indent(r.out))
-			return r.sameBackupAsBefore()
+			return nil
 		},
 	}
 }
@@ -112,6 +117,10 @@ func (r *restore) checkDisk() error {
 		return r.checkSurvivorDisk()
 	}
 	need := uint64(2 * r.report.Snapshot.Size)
+	if st, err := os.Stat(r.staged); r.staged != "" && err == nil {
+		// The staged copy already holds the db.
+		need -= min(need, uint64(st.Size()))
+	}
 	dir := keep.NearestExisting(r.abs(r.prof.DataDir))
 	free, err := r.diskFree(dir)
 	if err != nil {

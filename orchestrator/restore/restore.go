@@ -27,6 +27,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/lock"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/progress"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/rootfs"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/survey"
@@ -82,6 +83,10 @@ type Options struct {
 	DialTimeout time.Duration
 	// DiskFree reports free bytes at a path; nil means statfs.
 	DiskFree func(path string) (uint64, error)
+	// Progress is how the long reads and writes (the backup's staging
+	// copy and check) show bytes done, rate and time left on Out; the
+	// zero value shows nothing.
+	Progress progress.Mode
 }
 
 // Host stops and starts what runs etcd on a live master.
@@ -146,6 +151,9 @@ func (x *Restore) Execute(ctx context.Context, more []steps.Step, done string) e
 	if err == nil && !o.DryRun {
 		err = r.removeScratch()
 	}
+	if err != nil {
+		r.dropStaged()
+	}
 	if err == nil && !o.DryRun && r.j.Finished == nil {
 		t := r.now().UTC()
 		r.j.Finished = &t
@@ -181,6 +189,9 @@ type restore struct {
 	// survivor is the survey of the survivor's data dir (survivor-data
 	// source), set by verify-survivor-data.
 	survivor *survey.Source
+	// staged is the snapshot's copy in the staging folder, written and
+	// checked by this process's verify-backup step; "" when there is none.
+	staged string
 }
 
 func (r *restore) now() time.Time {

@@ -10,7 +10,6 @@ import (
 	"strconv"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
-	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
 	"go.uber.org/zap"
 
@@ -150,31 +149,32 @@ func (r *restore) restoreSnapshot(ctx context.Context) error {
 		return err
 	}
 
-	// A crash during an earlier attempt leaves this run's own partial
-	// output in the staging folder: it holds nothing else, so start it anew.
 	staging := r.stagingDir()
-	if err := os.RemoveAll(staging); err != nil {
-		return err
+	if r.staged == "" {
+		// No copy staged by this process (a resumed run, or one the
+		// verify-backup step could not write): a crash during an earlier
+		// attempt leaves this run's own partial output in the staging
+		// folder, which holds nothing else, so start it anew.
+		if err := r.restage(ctx, staging); err != nil {
+			return err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
-		SnapshotPath:        r.set.Snapshot,
+	edits := inPlace{
+		DataDir:             staging,
 		Name:                r.member.Name,
-		OutputDataDir:       staging,
-		PeerURLs:            []string{r.member.PeerURL},
+		PeerURL:             r.member.PeerURL,
 		InitialCluster:      plan.InitialCluster(r.member),
 		InitialClusterToken: r.token(),
-		// The verify-backup step checked the trailer (or the operator
-		// accepted its absence); hashing the copy again reads it twice.
-		SkipHashCheck: true,
-		RevisionBump:  uint64(bump),
-		MarkCompacted: bump > 0,
-	})
-	if err != nil {
+		LatestRevision:      r.report.Snapshot.Check.MaxRevision,
+		RevisionBump:        bump,
+	}
+	if err := edits.run(zap.NewNop()); err != nil {
 		return fmt.Errorf("etcd snapshot restore: %w", err)
 	}
+	r.staged = ""
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -202,6 +202,22 @@ func (r *restore) restoreSnapshot(ctx context.Context) error {
 	fmt.Fprintf(r.out, "    restored revision %d, bumped to %s; new cluster ID %s\n",
 		r.report.Snapshot.Status.Revision, r.j.Notes["revision"], r.j.Notes["clusterID"])
 	return r.j.Note("restoreCommitted", "true")
+}
+
+// restage stages the snapshot the verify-backup step checked, and refuses
+// it if it is not the same one any more.
+func (r *restore) restage(ctx context.Context, staging string) error {
+	info, db, err := r.stage(ctx, r.set.Snapshot) // starts staging anew
+	if err != nil {
+		return err
+	}
+	if want := r.report.Snapshot.Status; info.Status != want {
+		os.RemoveAll(staging)
+		return fmt.Errorf("snapshot %s changed since the verify-backup step (hash %08x, now %08x): re-run to verify it again",
+			r.set.Snapshot, want.Hash, info.Status.Hash)
+	}
+	r.staged = db
+	return nil
 }
 
 // chownDataDir gives the restored files the old data dir's owner.

@@ -13,6 +13,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/keep"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/progress"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/signer"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
@@ -69,6 +70,7 @@ func Restore(ctx context.Context, env *boot.Env) error {
 		EtcdVersion:   p.EtcdVersion,
 		DryRun:        env.DryRun,
 		Out:           env.Console,
+		Progress:      progress.Lines,
 	})
 	if err != nil {
 		return err // RESTORE-FAILED was printed
