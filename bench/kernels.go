@@ -302,6 +302,25 @@ func (ki *kernelImage) line() string {
 		ki.flavour, ki.version, float64(ki.compressed)/(1<<20), minMedian(ki.firstLine), ki.cell("virtio"), ki.cell("AHCI"))
 }
 
+// targetRows are the image's boot budgets, met or not, on the medians.
+func (ki *kernelImage) targetRows() string {
+	var b strings.Builder
+	if len(ki.firstLine) > 0 {
+		m := median(ki.firstLine)
+		fmt.Fprintf(&b, "| boot to the first console line ≤ 5 s under TCG (%s kernel, median) | %s (of which the kernel's own start %s) | %v |\n",
+			ki.flavour, d(m), d(median(ki.kernelRunning)), m <= 5*time.Second)
+	}
+	for _, ctl := range controllers {
+		if ds := ki.toDisks[ctl.name]; len(ds) > 0 {
+			m := median(ds)
+			fmt.Fprintf(&b, "| first line to the disks listed ≤ 3 s, %s (median) | %s | %v |\n", ctl.name, d(m), m <= 3*time.Second)
+		} else if l, ok := ki.notFound[ctl.name]; ok {
+			fmt.Fprintf(&b, "| first line to the disks listed ≤ 3 s, %s | no disks found (`%s`) | false |\n", ctl.name, l)
+		}
+	}
+	return b.String()
+}
+
 // cell is the median first line → disks time on a controller, or what the
 // disks line said when it found none.
 func (ki *kernelImage) cell(ctl string) string {

@@ -42,3 +42,19 @@ func TestPrintkTime(t *testing.T) {
 		}
 	}
 }
+
+func TestKernelTargetRows(t *testing.T) {
+	ki := &kernelImage{flavour: "generic", firstLine: []time.Duration{7 * time.Second, 6 * time.Second, 8 * time.Second},
+		kernelRunning: []time.Duration{3 * time.Second},
+		toDisks:       map[string][]time.Duration{"virtio": {2 * time.Second}}, notFound: map[string]string{"AHCI": "disks: none (15s)"}}
+	rows := ki.targetRows()
+	for _, want := range []string{
+		"| boot to the first console line ≤ 5 s under TCG (generic kernel, median) | 7s (of which the kernel's own start 3s) | false |",
+		"| first line to the disks listed ≤ 3 s, virtio (median) | 2s | true |",
+		"| first line to the disks listed ≤ 3 s, AHCI | no disks found (`disks: none (15s)`) | false |",
+	} {
+		if !strings.Contains(rows, want) {
+			t.Errorf("rows lack %q:\n%s", want, rows)
+		}
+	}
+}

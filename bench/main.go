@@ -163,7 +163,7 @@ func run(c config) error {
 		}
 	}
 	if c.image && c.parts["image"] {
-		ir, err := measureImage(c, c.boots)
+		ir, err := measureImage(c)
 		if err != nil {
 			return err
 		}
