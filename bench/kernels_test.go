@@ -58,3 +58,28 @@ func TestKernelTargetRows(t *testing.T) {
 		}
 	}
 }
+
+func TestImageOnlyReplacesItsSectionsAndRows(t *testing.T) {
+	old := "# Benchmarks\n\n## Offline restore\n\nrestore\n\n## Rescue image\n\nold image\n\n### Boot\n\nold boots\n\n" +
+		kernelsStart + "\n## Rescue image by kernel\n\nold kernels\n" + kernelsEnd + "\n\n## Drill\n\ndrill\n\n## Targets\n\n" +
+		"| target | measured | met |\n|---|---|---|\n| restore ≤ 0.7× | 0.76 | false |\n| initramfs ≤ 30 MB compressed | 15.4 MiB | true |\n| boot ≤ 5 s under TCG | 2.422s | true |\n| drill ≤ 3 min | 43s | true |\n\nnote\n"
+	ki := &kernelImage{flavour: "generic", version: "v", firstLine: []time.Duration{7 * time.Second}, toDisks: map[string][]time.Duration{"virtio": {2 * time.Second}}}
+	ir := &imageResult{compressed: 30 << 20, parts: map[string]int64{}}
+	rep := &report{image: ir, kernels: []*kernelImage{ki}}
+	text := spliceImage(spliceKernels(old, kernelsMarkdown([]*kernelImage{ki}, "")), ir.markdown())
+	text = spliceSection(text, "\n## Targets", rep.mergeImageTargets(section(text, "\n## Targets")))
+	for _, gone := range []string{"old image", "old boots", "old kernels", "15.4 MiB", "2.422s"} {
+		if strings.Contains(text, gone) {
+			t.Errorf("%q is still there:\n%s", gone, text)
+		}
+	}
+	for _, kept := range []string{"restore\n", "drill\n", "| restore ≤ 0.7× | 0.76 | false |", "| drill ≤ 3 min | 43s | true |",
+		"| initramfs ≤ 40 MiB compressed | 30.0 MiB | true |", "| boot to the first console line ≤ 5 s under TCG (generic kernel, median) | 7s", "\nnote\n"} {
+		if !strings.Contains(text, kept) {
+			t.Errorf("%q is missing:\n%s", kept, text)
+		}
+	}
+	if strings.Count(text, "## Rescue image\n") != 1 || strings.Count(text, kernelsStart) != 1 {
+		t.Errorf("sections doubled:\n%s", text)
+	}
+}

@@ -306,15 +306,32 @@ func runImageOnly(c config) error {
 		return err
 	}
 	load := loadAverage()
+	ir, err := measureImage(c)
+	if err != nil {
+		return err
+	}
 	kis, err := measureKernels(c, c.kernels, c.boots)
 	if err != nil {
 		return err
 	}
-	section := kernelsMarkdown(kis, load)
-	fmt.Print("\n" + section)
+	kernelSection := kernelsMarkdown(kis, load)
+	fmt.Print(ir.markdown() + "\n" + kernelSection)
 	old, err := os.ReadFile(c.out)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	return os.WriteFile(c.out, []byte(spliceKernels(string(old), section)), 0o644)
+	rep := &report{image: ir, kernels: kis}
+	text := spliceImage(spliceKernels(string(old), kernelSection), ir.markdown())
+	text = spliceSection(text, "\n## Targets", rep.mergeImageTargets(section(text, "\n## Targets")))
+	return os.WriteFile(c.out, []byte(text), 0o644)
+}
+
+// spliceImage puts the image section (build, sizes) in place of the one
+// before the kernel images' section.
+func spliceImage(results, image string) string {
+	i, j := strings.Index(results, "\n## Rescue image\n"), strings.Index(results, kernelsStart)
+	if i < 0 || j < i {
+		return results
+	}
+	return results[:i] + image + "\n" + results[j:]
 }

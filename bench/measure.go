@@ -481,13 +481,7 @@ func (rep *report) targets() string {
 	for _, r := range rows {
 		b.WriteString(r + "\n")
 	}
-	if ir := rep.image; ir != nil {
-		fmt.Fprintf(&b, "| initramfs ≤ 40 MiB compressed | %.1f MiB | %v |\n", float64(ir.compressed)/(1<<20), ir.compressed <= 40<<20)
-	}
-	if len(rep.kernels) > 0 {
-		// The budgets are the default image's: the first flavour measured.
-		b.WriteString(rep.kernels[0].targetRows())
-	}
+	b.WriteString(rep.imageTargetRows())
 	if rep.drill != nil {
 		b.WriteString(rep.drill.targetRow())
 	}
@@ -518,6 +512,42 @@ func (rep *report) mergeTargets(old string, measured map[string]bool) string {
 		}
 	}
 	b.WriteString("\n" + note + "\n")
+	return b.String()
+}
+
+// mergeImageTargets replaces the image's rows of an old Targets section
+// (initramfs size, boot budgets) with this run's; the other rows stay.
+func (rep *report) mergeImageTargets(old string) string {
+	var b strings.Builder
+	inTable := false
+	for _, l := range strings.Split(strings.TrimPrefix(old, "\n"), "\n") {
+		isRow := strings.HasPrefix(l, "| ")
+		if inTable && !isRow {
+			// The table ends: the image rows go last in it.
+			b.WriteString(rep.imageTargetRows())
+			inTable = false
+		}
+		if isRow && (strings.HasPrefix(l, "| initramfs") || strings.HasPrefix(l, "| boot") || strings.HasPrefix(l, "| first line")) {
+			continue
+		}
+		if strings.HasPrefix(l, "|---") {
+			inTable = true
+		}
+		b.WriteString(l + "\n")
+	}
+	return "\n" + strings.TrimSuffix(b.String(), "\n")
+}
+
+// imageTargetRows are the Targets rows about the rescue image.
+func (rep *report) imageTargetRows() string {
+	var b strings.Builder
+	if ir := rep.image; ir != nil {
+		fmt.Fprintf(&b, "| initramfs ≤ 40 MiB compressed | %.1f MiB | %v |\n", float64(ir.compressed)/(1<<20), ir.compressed <= 40<<20)
+	}
+	if len(rep.kernels) > 0 {
+		// The budgets are the default image's: the first flavour measured.
+		b.WriteString(rep.kernels[0].targetRows())
+	}
 	return b.String()
 }
 
