@@ -214,6 +214,14 @@ func (n *Network) Describe() string {
 	if n.VLAN != 0 {
 		fmt.Fprintf(&b, " vlan %d", n.VLAN)
 	}
+	b.WriteString(n.Layer3())
+	return b.String()
+}
+
+// Layer3 is the part of Describe after the link: " → address", then the
+// gateway, routes, MTU and DNS servers that are set.
+func (n *Network) Layer3() string {
+	var b strings.Builder
 	fmt.Fprintf(&b, " → %s", n.Address)
 	if n.Gateway.IsValid() {
 		fmt.Fprintf(&b, " gw %s", n.Gateway)

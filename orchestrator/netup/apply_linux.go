@@ -286,23 +286,7 @@ func describe(ctx context.Context, n *netconf.Network, base, top netlink.Link, p
 	if n.VLAN != 0 {
 		fmt.Fprintf(&b, " vlan %d (%s)", n.VLAN, top.Attrs().Name)
 	}
-	fmt.Fprintf(&b, " → %s", n.Address)
-	if n.Gateway.IsValid() {
-		fmt.Fprintf(&b, " gw %s", n.Gateway)
-	}
-	for _, r := range n.Routes {
-		fmt.Fprintf(&b, ", %s via %s", r.To, r.Via)
-	}
-	if n.MTU != 0 {
-		fmt.Fprintf(&b, " mtu %d", n.MTU)
-	}
-	if len(n.DNS) > 0 {
-		var d []string
-		for _, a := range n.DNS {
-			d = append(d, a.String())
-		}
-		fmt.Fprintf(&b, " dns %s", strings.Join(d, " "))
-	}
+	b.WriteString(n.Layer3())
 	return b.String()
 }
 

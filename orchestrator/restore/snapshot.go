@@ -175,6 +175,18 @@ func (r *restore) restoreSnapshot(ctx context.Context) error {
 		return fmt.Errorf("etcd snapshot restore: %w", err)
 	}
 	r.staged = ""
+	if err := r.commitStaged(ctx, staging, dataDir); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.out, "    restored revision %d, bumped to %s; new cluster ID %s\n",
+		r.report.Snapshot.Status.Revision, r.j.Notes["revision"], r.j.Notes["clusterID"])
+	return r.j.Note("restoreCommitted", "true")
+}
+
+// commitStaged puts a restored member folder in place: owned as the old
+// data dir was, synced, then renamed into the data dir under a journal
+// note, so a crash on either side of the rename is told apart.
+func (r *restore) commitStaged(ctx context.Context, staging, dataDir string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -196,12 +208,7 @@ func (r *restore) restoreSnapshot(ctx context.Context) error {
 	if err := atomicfile.SyncDir(dataDir); err != nil {
 		return err
 	}
-	if err := os.Remove(staging); err != nil {
-		return err
-	}
-	fmt.Fprintf(r.out, "    restored revision %d, bumped to %s; new cluster ID %s\n",
-		r.report.Snapshot.Status.Revision, r.j.Notes["revision"], r.j.Notes["clusterID"])
-	return r.j.Note("restoreCommitted", "true")
+	return os.Remove(staging)
 }
 
 // restage stages the snapshot the verify-backup step checked, and refuses

@@ -21,7 +21,6 @@ import (
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
 
-	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcdversion"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/keep"
@@ -304,30 +303,12 @@ func (r *restore) restoreSurvivor(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("etcd snapshot restore of the replayed copy: %w", err)
 	}
-	if err := r.chownDataDir(staging); err != nil {
-		return err
-	}
-	if err := syncTree(staging); err != nil {
-		return err
-	}
 	// The copy is no longer needed; a crash from here on starts the step
 	// anew from the kept data dir.
 	if err := os.RemoveAll(cp); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := r.j.Note("restoreCommitting", "true"); err != nil {
-		return err
-	}
-	if err := os.Rename(filepath.Join(staging, "member"), filepath.Join(dataDir, "member")); err != nil {
-		return err
-	}
-	if err := atomicfile.SyncDir(dataDir); err != nil {
-		return err
-	}
-	if err := os.Remove(staging); err != nil {
+	if err := r.commitStaged(ctx, staging, dataDir); err != nil {
 		return err
 	}
 	fmt.Fprintf(r.out, "    restored the survivor's revision %d, bumped to %s; new cluster ID %s\n",
