@@ -100,6 +100,9 @@ func (r *restore) verifySurvivorStep() steps.Step {
 // verifySurvivor surveys the survivor's data dir and refuses one the
 // restore cannot start from, pointing to the backup instead.
 func (r *restore) verifySurvivor() error {
+	if err := r.sameSurvivorAsBefore(); err != nil {
+		return err
+	}
 	dir := r.survivorDir()
 	if err := checkNotRunning(dir); err != nil {
 		return err
@@ -121,6 +124,52 @@ func (r *restore) verifySurvivor() error {
 	r.survivor = s
 	r.backupFile = "survivor-data " + dir
 	return nil
+}
+
+// survivorSource names the survivor's data dir for the journal: a path on
+// the master's root as the master sees it, "root:" first (the rescue image
+// may mount the root elsewhere at the next boot), else the path given.
+func (r *restore) survivorSource() string {
+	if r.survivorIsDataDir() {
+		return onRoot + filepath.Join("/", r.prof.DataDir)
+	}
+	p := r.survivorDir()
+	if rel, err := filepath.Rel(r.root.Path, p); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		return onRoot + filepath.Join("/", rel)
+	}
+	return p
+}
+
+const onRoot = "root:"
+
+// sameSurvivorAsBefore makes a resumed run read the data dir the first
+// attempt read: the steps done so far (the revision bump, the kept state)
+// were decided from it.
+func (r *restore) sameSurvivorAsBefore() error {
+	prev := r.j.Notes["survivorDataDir"] // written by the first step that changes anything
+	now := r.survivorSource()
+	if prev == "" || prev == now || r.restoreCommitted() {
+		return nil
+	}
+	own := onRoot + filepath.Join("/", r.prof.DataDir)
+	name := func(src string) string {
+		if src == own {
+			return "the master's own data dir " + strings.TrimPrefix(src, onRoot)
+		}
+		if p, ok := strings.CutPrefix(src, onRoot); ok {
+			return "the survivor's data dir " + p + " on the master's root"
+		}
+		return "the survivor's data dir " + src
+	}
+	how := "pass --from-data-dir " + prev
+	switch p, ok := strings.CutPrefix(prev, onRoot); {
+	case prev == own:
+		how = "run it without --from-data-dir (keep-old-state kept that data dir at " + r.keptDataDirTarget() + ")"
+	case ok:
+		how = "pass --from-data-dir " + r.abs(p)
+	}
+	return fmt.Errorf("this restore started from %s but is now given %s: %s to resume it, or move %s aside to start a new run",
+		name(prev), name(now), how, r.j.File())
 }
 
 // survivorWrittenBy is the etcd version the survivor's data records, or nil.
