@@ -207,10 +207,24 @@ func (r *restore) checkSurvivorDisk() error {
 	} else {
 		needs[dataAt] += 2 * db
 	}
+	// A resumed run finds the copy and the staging folder of the attempt a
+	// crash cut short: restore-survivor-data removes them first, so their
+	// room counts as free.
+	reclaim := map[string]uint64{}
+	reclaim[copyAt] += leftover(r.replayDir())
+	if sameFS(copyAt, dataAt) {
+		reclaim[copyAt] += leftover(r.stagingDir())
+	} else {
+		reclaim[dataAt] += leftover(r.stagingDir())
+	}
 	for dir, need := range needs {
 		free, err := r.diskFree(dir)
 		if err != nil {
 			return fmt.Errorf("free space on %s: %w", dir, err)
+		}
+		if n := reclaim[dir]; n > 0 {
+			fmt.Fprintf(r.out, "    %d MiB on %s hold the copy an earlier attempt left, which restore-survivor-data replaces\n", n>>20, dir)
+			free += n
 		}
 		fmt.Fprintf(r.out, "    free space on %s: %d MiB, restore needs %d MiB\n", dir, free>>20, need>>20)
 		if free < need {
@@ -378,6 +392,19 @@ func (r *restore) checkReplayedVersion(info *etcddata.Info) error {
 		return nil
 	}
 	return etcdversion.CheckBackup(*server, v)
+}
+
+// leftover is the size of what an earlier attempt left in dir, 0 when
+// there is none.
+func leftover(dir string) uint64 {
+	if dir == "" {
+		return 0
+	}
+	n, err := treeSize(dir)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 func treeSize(dir string) (uint64, error) {
