@@ -236,3 +236,41 @@ func TestResumedSurvivorRestoreKeepsItsDataDir(t *testing.T) {
 	}
 	etcdtest.CheckKeys(t, startFromManifest(t, s), 0, s.Keys+s.Lost)
 }
+
+// TestResumedSurvivorRestoreCountsTheLeftCopyAsFree: a crash inside
+// restore-survivor-data leaves the copy of the data dir in the run's work
+// folder; the resumed run's preflight counts its room as free (the step
+// replaces it), so a disk with room for one copy is not refused.
+func TestResumedSurvivorRestoreCountsTheLeftCopyAsFree(t *testing.T) {
+	s := scene(t, profile.Kubeadm)
+	var out bytes.Buffer
+	runUntil(t, survivorOptions(s, &out), "keep-old-state")
+	j, err := journal.Open(s.Root, "restore", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := filepath.Join(s.Root, journal.Dir, "work", j.RunID, "survivor-copy", "member", "snap", "db")
+	if err := os.MkdirAll(filepath.Dir(left), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(left, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(left, 1<<30); err != nil { // sparse: its size, not its blocks, is counted
+		t.Fatal(err)
+	}
+
+	out.Reset()
+	o := survivorOptions(s, &out)
+	o.DiskFree = func(string) (uint64, error) { return 1 << 20, nil }
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("resume with the copy an earlier attempt left: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "1024 MiB on ") || !strings.Contains(out.String(), "hold the copy an earlier attempt left") {
+		t.Errorf("the preflight does not count the left copy:\n%s", out.String())
+	}
+	if _, err := os.Stat(left); err == nil {
+		t.Errorf("the left copy %s is still there", left)
+	}
+	etcdtest.CheckKeys(t, startFromManifest(t, s), 0, s.Keys+s.Lost)
+}
