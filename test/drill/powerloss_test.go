@@ -32,18 +32,14 @@ func TestDrillPowerLossDuringRestore(t *testing.T) {
 
 	// Where the power goes: the moment a step starts, plus a delay that
 	// lands inside it.
-	cuts := []struct {
-		step  string
-		delay time.Duration
-	}{
-		{"keep-old-state", 100 * time.Millisecond},
-		{"restore-snapshot", 100 * time.Millisecond},
-		{"rewrite-manifest", 0},
+	cuts := []powerCut{
+		stepStarted("keep-old-state", 100*time.Millisecond),
+		stepStarted("restore-snapshot", 100*time.Millisecond),
+		stepStarted("rewrite-manifest", 0),
 	}
 	for i, cut := range cuts {
 		t.Run(cut.step, func(t *testing.T) {
-			started := regexp.MustCompile(`step \d+/\d+ ` + cut.step + `: started`)
-			got := sv.powerLoss(t, fmt.Sprintf("powerloss-%d", i), powerCut{cut.step, started, cut.delay}, oldData)
+			got := sv.powerLoss(t, fmt.Sprintf("powerloss-%d", i), cut, oldData)
 			cli := s.StartFromManifest(t, got)
 			id := s.CheckRestored(t, cli)
 			t.Logf("after the power loss at %s: resumed, %d keys served, cluster ID %x, old data dir kept", cut.step, s.Keys, id)
@@ -57,6 +53,11 @@ type powerCut struct {
 	step  string
 	at    *regexp.Regexp
 	delay time.Duration
+}
+
+// stepStarted cuts the power delay after the console says step started.
+func stepStarted(step string, delay time.Duration) powerCut {
+	return powerCut{step, regexp.MustCompile(`step \d+/\d+ ` + step + `: started`), delay}
 }
 
 // powerLoss boots the restore role on a fresh root disk, powers it off

@@ -47,7 +47,7 @@ func TestDrillPowerLossSurvivorData(t *testing.T) {
 	sv.config = restoreConfig(t, s, plan.SourceSurvivorData, ignition.AfterPoweroff)
 
 	cuts := []powerCut{
-		{"keep-old-state", regexp.MustCompile(`step \d+/\d+ keep-old-state: started`), 100 * time.Millisecond},
+		stepStarted("keep-old-state", 100*time.Millisecond),
 		// After the replay of the copy: the restored db is being written
 		// and moved into the data dir.
 		{"restore-survivor-data", regexp.MustCompile(`applied to raft index \d+: revision \d+`), 0},
