@@ -67,6 +67,11 @@ func (r *restore) keepOldState() error {
 	if err := r.j.Note("backupFile", r.backupFile); err != nil {
 		return err
 	}
+	if r.fromSurvivor() && r.j.Notes["survivorDataDir"] == "" {
+		if err := r.j.Note("survivorDataDir", r.survivorSource()); err != nil {
+			return err
+		}
+	}
 	st, err := os.Stat(dataDir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

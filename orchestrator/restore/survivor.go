@@ -100,6 +100,9 @@ func (r *restore) verifySurvivorStep() steps.Step {
 // verifySurvivor surveys the survivor's data dir and refuses one the
 // restore cannot start from, pointing to the backup instead.
 func (r *restore) verifySurvivor() error {
+	if err := r.sameSurvivorAsBefore(); err != nil {
+		return err
+	}
 	dir := r.survivorDir()
 	if err := checkNotRunning(dir); err != nil {
 		return err
@@ -121,6 +124,52 @@ func (r *restore) verifySurvivor() error {
 	r.survivor = s
 	r.backupFile = "survivor-data " + dir
 	return nil
+}
+
+// survivorSource names the survivor's data dir for the journal: a path on
+// the master's root as the master sees it, "root:" first (the rescue image
+// may mount the root elsewhere at the next boot), else the path given.
+func (r *restore) survivorSource() string {
+	if r.survivorIsDataDir() {
+		return onRoot + filepath.Join("/", r.prof.DataDir)
+	}
+	p := r.survivorDir()
+	if rel, err := filepath.Rel(r.root.Path, p); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		return onRoot + filepath.Join("/", rel)
+	}
+	return p
+}
+
+const onRoot = "root:"
+
+// sameSurvivorAsBefore makes a resumed run read the data dir the first
+// attempt read: the steps done so far (the revision bump, the kept state)
+// were decided from it.
+func (r *restore) sameSurvivorAsBefore() error {
+	prev := r.j.Notes["survivorDataDir"] // written by the first step that changes anything
+	now := r.survivorSource()
+	if prev == "" || prev == now || r.restoreCommitted() {
+		return nil
+	}
+	own := onRoot + filepath.Join("/", r.prof.DataDir)
+	name := func(src string) string {
+		if src == own {
+			return "the master's own data dir " + strings.TrimPrefix(src, onRoot)
+		}
+		if p, ok := strings.CutPrefix(src, onRoot); ok {
+			return "the survivor's data dir " + p + " on the master's root"
+		}
+		return "the survivor's data dir " + src
+	}
+	how := "pass --from-data-dir " + prev
+	switch p, ok := strings.CutPrefix(prev, onRoot); {
+	case prev == own:
+		how = "run it without --from-data-dir (keep-old-state kept that data dir at " + r.keptDataDirTarget() + ")"
+	case ok:
+		how = "pass --from-data-dir " + r.abs(p)
+	}
+	return fmt.Errorf("this restore started from %s but is now given %s: %s to resume it, or move %s aside to start a new run",
+		name(prev), name(now), how, r.j.File())
 }
 
 // survivorWrittenBy is the etcd version the survivor's data records, or nil.
@@ -158,10 +207,24 @@ func (r *restore) checkSurvivorDisk() error {
 	} else {
 		needs[dataAt] += 2 * db
 	}
+	// A resumed run finds the copy and the staging folder of the attempt a
+	// crash cut short: restore-survivor-data removes them first, so their
+	// room counts as free.
+	reclaim := map[string]uint64{}
+	reclaim[copyAt] += leftover(r.replayDir())
+	if sameFS(copyAt, dataAt) {
+		reclaim[copyAt] += leftover(r.stagingDir())
+	} else {
+		reclaim[dataAt] += leftover(r.stagingDir())
+	}
 	for dir, need := range needs {
 		free, err := r.diskFree(dir)
 		if err != nil {
 			return fmt.Errorf("free space on %s: %w", dir, err)
+		}
+		if n := reclaim[dir]; n > 0 {
+			fmt.Fprintf(r.out, "    %d MiB on %s hold the copy an earlier attempt left, which restore-survivor-data replaces\n", n>>20, dir)
+			free += n
 		}
 		fmt.Fprintf(r.out, "    free space on %s: %d MiB, restore needs %d MiB\n", dir, free>>20, need>>20)
 		if free < need {
@@ -329,6 +392,19 @@ func (r *restore) checkReplayedVersion(info *etcddata.Info) error {
 		return nil
 	}
 	return etcdversion.CheckBackup(*server, v)
+}
+
+// leftover is the size of what an earlier attempt left in dir, 0 when
+// there is none.
+func leftover(dir string) uint64 {
+	if dir == "" {
+		return 0
+	}
+	n, err := treeSize(dir)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 func treeSize(dir string) (uint64, error) {

@@ -189,3 +189,88 @@ func TestSurvivorDataFromAnotherDir(t *testing.T) {
 	}
 	etcdtest.CheckKeys(t, startFromManifest(t, s), 0, s.Keys+s.Lost)
 }
+
+// TestResumedSurvivorRestoreKeepsItsDataDir: a run from one survivor's
+// data dir stops dead after keep-old-state; resumed with another data dir
+// (or with the master's own), it refuses and says which one to pass; given
+// the first one again, it finishes from it. Neither data dir is changed and
+// the master's own is kept byte for byte.
+func TestResumedSurvivorRestoreKeepsItsDataDir(t *testing.T) {
+	s := scene(t, profile.Kubeadm)
+	dataDir := filepath.Join(s.Root, s.Profile.DataDir)
+	first, other := filepath.Join(t.TempDir(), "etcd"), filepath.Join(t.TempDir(), "etcd")
+	for _, d := range []string{first, other} {
+		if b, err := exec.Command("cp", "-a", dataDir, d).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, b)
+		}
+	}
+	old := disaster.TreeHash(t, dataDir)
+	var out bytes.Buffer
+	from := func(dir string) restore.Options {
+		out.Reset()
+		o := survivorOptions(s, &out)
+		o.FromDataDir = dir
+		return o
+	}
+	runUntil(t, from(first), "keep-old-state")
+
+	for _, dir := range []string{other, ""} {
+		err := restore.Run(context.Background(), from(dir))
+		want := "this restore started from the survivor's data dir " + first + " but is now given "
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "pass --from-data-dir "+first+" to resume it") {
+			t.Fatalf("resumed with --from-data-dir %q: err = %v, want %q\n%s", dir, err, want, out.String())
+		}
+		t.Logf("resumed with --from-data-dir %q: %v", dir, err)
+	}
+	if err := restore.Run(context.Background(), from(first)); err != nil {
+		t.Fatalf("resumed with the first data dir: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "resuming restore run") {
+		t.Errorf("the last run did not resume the first:\n%s", out.String())
+	}
+	if h := disaster.TreeHash(t, keptDataDir(t, s.Root)); h != old {
+		t.Error("the master's data dir kept aside differs from the one before the restore")
+	}
+	if disaster.TreeHash(t, first) != old || disaster.TreeHash(t, other) != old {
+		t.Error("the restore changed a data dir it was given")
+	}
+	etcdtest.CheckKeys(t, startFromManifest(t, s), 0, s.Keys+s.Lost)
+}
+
+// TestResumedSurvivorRestoreCountsTheLeftCopyAsFree: a crash inside
+// restore-survivor-data leaves the copy of the data dir in the run's work
+// folder; the resumed run's preflight counts its room as free (the step
+// replaces it), so a disk with room for one copy is not refused.
+func TestResumedSurvivorRestoreCountsTheLeftCopyAsFree(t *testing.T) {
+	s := scene(t, profile.Kubeadm)
+	var out bytes.Buffer
+	runUntil(t, survivorOptions(s, &out), "keep-old-state")
+	j, err := journal.Open(s.Root, "restore", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := filepath.Join(s.Root, journal.Dir, "work", j.RunID, "survivor-copy", "member", "snap", "db")
+	if err := os.MkdirAll(filepath.Dir(left), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(left, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(left, 1<<30); err != nil { // sparse: its size, not its blocks, is counted
+		t.Fatal(err)
+	}
+
+	out.Reset()
+	o := survivorOptions(s, &out)
+	o.DiskFree = func(string) (uint64, error) { return 1 << 20, nil }
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("resume with the copy an earlier attempt left: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "1024 MiB on ") || !strings.Contains(out.String(), "hold the copy an earlier attempt left") {
+		t.Errorf("the preflight does not count the left copy:\n%s", out.String())
+	}
+	if _, err := os.Stat(left); err == nil {
+		t.Errorf("the left copy %s is still there", left)
+	}
+	etcdtest.CheckKeys(t, startFromManifest(t, s), 0, s.Keys+s.Lost)
+}

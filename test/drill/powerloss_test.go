@@ -32,65 +32,87 @@ func TestDrillPowerLossDuringRestore(t *testing.T) {
 
 	// Where the power goes: the moment a step starts, plus a delay that
 	// lands inside it.
-	cuts := []struct {
-		step  string
-		delay time.Duration
-	}{
-		{"keep-old-state", 100 * time.Millisecond},
-		{"restore-snapshot", 100 * time.Millisecond},
-		{"rewrite-manifest", 0},
+	cuts := []powerCut{
+		stepStarted("keep-old-state", 100*time.Millisecond),
+		stepStarted("restore-snapshot", 100*time.Millisecond),
+		stepStarted("rewrite-manifest", 0),
 	}
 	for i, cut := range cuts {
 		t.Run(cut.step, func(t *testing.T) {
-			rootDisk := sv.rootDisk(t)
-			boot := func(n int) *qemu.VM { return sv.boot(t, fmt.Sprintf("powerloss-%d-boot-%d", i, n), rootDisk) }
-
-			vm := boot(1)
-			started := regexp.MustCompile(`step \d+/\d+ ` + cut.step + `: started`)
-			if _, err := vm.ExpectRE(started, 8*time.Minute); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(cut.delay)
-			vm.Kill()
-			if strings.Contains(vm.Console(), "RESTORE-OK") {
-				t.Fatalf("the restore ended before the power went: the cut at %s is not inside it", cut.step)
-			}
-			progress := regexp.MustCompile(`step \d+/\d+ [a-z-]+: (started|done)`).FindAllString(vm.Console(), -1)
-			// The journal on the disk after the cut decides what the next
-			// boot must do: resume the recorded run, or (when the power went
-			// before the run recorded anything) start one.
-			recorded := onDisk(t, rootDisk, journal.Path("/", "restore"))
-			t.Logf("power off %s after %q started; the console had last shown %q; journal on the disk: %v",
-				cut.delay, cut.step, progress[len(progress)-1], recorded)
-
-			vm = boot(2)
-			if _, err := vm.Expect("RESTORE-OK", 8*time.Minute); err != nil {
-				t.Fatal(err)
-			}
-			if resumed := strings.Contains(vm.Console(), "resuming restore run"); resumed != recorded {
-				t.Errorf("journal on the disk %v, but the second boot resumed=%v", recorded, resumed)
-			}
-			if err := vm.Wait(2 * time.Minute); err != nil {
-				t.Fatal(err)
-			}
-
-			got := dumpRoot(t, rootDisk)
-			j, err := journal.Open(got, "restore", time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if j.Finished == nil {
-				t.Errorf("the journal on the disk does not record the run as finished")
-			}
-			kept := filepath.Join(j.BackupDir(got), s.Profile.DataDir)
-			if h := disaster.TreeHash(t, kept); h != oldData {
-				t.Errorf("the old data dir kept on the disk (%s) differs from the one before the restore", kept)
-			}
+			got := sv.powerLoss(t, fmt.Sprintf("powerloss-%d", i), cut, oldData)
 			cli := s.StartFromManifest(t, got)
 			id := s.CheckRestored(t, cli)
 			t.Logf("after the power loss at %s: resumed, %d keys served, cluster ID %x, old data dir kept", cut.step, s.Keys, id)
 		})
 	}
+}
+
+// powerCut is where the power goes in a restore: delay after the console
+// first shows at, inside the step named step.
+type powerCut struct {
+	step  string
+	at    *regexp.Regexp
+	delay time.Duration
+}
+
+// stepStarted cuts the power delay after the console says step started.
+func stepStarted(step string, delay time.Duration) powerCut {
+	return powerCut{step, regexp.MustCompile(`step \d+/\d+ ` + step + `: started`), delay}
+}
+
+// powerLoss boots the restore role on a fresh root disk, powers it off
+// hard at cut, checks the disk with e2fsck, and boots it again: the second
+// boot must resume the recorded run (or start one, when the power went
+// before the journal reached the disk) and end RESTORE-OK. It returns the
+// root read back from the disk, after checking that the journal there
+// records the run as finished and that the old data dir it kept hashes to
+// oldData (disaster.TreeHash of the data dir before the restore).
+func (sv *survivor) powerLoss(t *testing.T, name string, cut powerCut, oldData string) string {
+	t.Helper()
+	rootDisk := sv.rootDisk(t)
+	boot := func(n int) *qemu.VM { return sv.boot(t, fmt.Sprintf("%s-boot-%d", name, n), rootDisk) }
+
+	vm := boot(1)
+	if _, err := vm.ExpectRE(cut.at, 8*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(cut.delay)
+	vm.Kill()
+	if strings.Contains(vm.Console(), "RESTORE-OK") {
+		t.Fatalf("the restore ended before the power went: the cut at %s is not inside it", cut.step)
+	}
+	progress := regexp.MustCompile(`step \d+/\d+ [a-z-]+: (started|done)`).FindAllString(vm.Console(), -1)
+	// The journal on the disk after the cut decides what the next boot
+	// must do: resume the recorded run, or (when the power went before the
+	// run recorded anything) start one.
+	recorded := onDisk(t, rootDisk, journal.Path("/", "restore"))
+	t.Logf("power off %s after %q; the console had last shown %q; journal on the disk: %v",
+		cut.delay, cut.at, progress[len(progress)-1], recorded)
+
+	vm = boot(2)
+	if _, err := vm.Expect("RESTORE-OK", 8*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if resumed := strings.Contains(vm.Console(), "resuming restore run"); resumed != recorded {
+		t.Errorf("journal on the disk %v, but the second boot resumed=%v", recorded, resumed)
+	}
+	if err := vm.Wait(2 * time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	got := dumpRoot(t, rootDisk)
+	j, err := journal.Open(got, "restore", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Finished == nil {
+		t.Errorf("the journal on the disk does not record the run as finished")
+	}
+	kept := filepath.Join(j.BackupDir(got), sv.scene.Profile.DataDir)
+	if h := disaster.TreeHash(t, kept); h != oldData {
+		t.Errorf("the old data dir kept on the disk (%s) differs from the one before the restore", kept)
+	}
+	return got
 }
 
 // onDisk reports whether an ext4 disk image holds a file once its journal

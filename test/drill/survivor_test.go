@@ -42,10 +42,22 @@ func newSurvivor(t *testing.T, s *disaster.Scene, damage func(file string, b []b
 			t.Fatal(err)
 		}
 	}
+	return &survivor{
+		scene:      s,
+		backupDisk: qemu.Ext4Image(t, filepath.Join(dir, "backup.ext4"), filepath.Dir(tree), "backup", 64),
+		config:     restoreConfig(t, s, "", after),
+	}
+}
+
+// restoreConfig is the restore role's Ignition config for the scene's
+// survivor, restoring from source (plan.SourceSurvivorData, or the backup
+// when empty) and ending in after.
+func restoreConfig(t *testing.T, s *disaster.Scene, source, after string) string {
+	t.Helper()
 	m := plan.Member{Name: s.Master.MemberName, Host: s.Master.NodeName, DNSName: s.Master.DNSName,
 		PeerURL: s.Master.PeerURL(), ClientURL: s.Master.ClientURL()}
 	pl := &plan.Plan{Version: plan.Version, Cluster: plan.Cluster{Name: "survivor", Domain: "test.example.com"},
-		Profile: s.Profile.Name, Survivor: m.Name, Members: []plan.Member{m}}
+		Profile: s.Profile.Name, Survivor: m.Name, Members: []plan.Member{m}, Source: source}
 	planBytes, err := pl.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -54,11 +66,7 @@ func newSurvivor(t *testing.T, s *disaster.Scene, damage func(file string, b []b
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &survivor{
-		scene:      s,
-		backupDisk: qemu.Ext4Image(t, filepath.Join(dir, "backup.ext4"), filepath.Dir(tree), "backup", 64),
-		config:     writeFile(t, dir, "restore.ign", cfg),
-	}
+	return writeFile(t, t.TempDir(), "restore.ign", cfg)
 }
 
 // rootDisk is a fresh ext4 disk holding the survivor's root.
