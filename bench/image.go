@@ -79,6 +79,8 @@ func (r *imageResult) listInitrd(path string) error {
 			r.parts["kernel modules"] += size
 		case strings.HasPrefix(name, "bbin/") || strings.HasPrefix(name, "bin/"):
 			r.parts["u-root commands (busybox)"] += size
+		case strings.HasPrefix(name, "usr/sbin/") || strings.HasPrefix(name, "lib/") || strings.HasPrefix(name, "lib64/"):
+			r.parts["volume tools (mdadm, lvm, cryptsetup, dmsetup), their libraries and the loader"] += size
 		default:
 			r.parts["other files"] += size
 		}
