@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
 	"time"
 
@@ -55,11 +56,14 @@ const boltTimeout = 5 * time.Second
 
 // readBackend opens a backend file read-only (bbolt never writes to a file
 // opened so) and reads its progress. A panic inside bbolt on a damaged file
-// becomes an error naming the file.
+// becomes an error naming the file, and so does a fault on a page bbolt
+// maps past the end of a file cut short (SetPanicOnFault turns it into a
+// panic of this goroutine).
 func readBackend(path string) (b *Backend, err error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, err
 	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
 			b, err = nil, fmt.Errorf("%s is damaged: bbolt: %v", path, p)
