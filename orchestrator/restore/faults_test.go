@@ -179,6 +179,7 @@ func TestBadInputFailsClearlyAndChangesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 		}), "cannot be restored from: backend: "},
+		{"survivor-data: a damaged page the survey does not read", fromSurvivorData(damageOffSurveyPath), "fails etcd's integrity check"},
 		{"survivor-data: no data dir", fromSurvivorData(func(t testing.TB, dir string) { os.RemoveAll(dir) }), "cannot be restored from: data dir: "},
 		{"survivor-data online", func(_ *testing.T, _ *disaster.Scene, o *restore.Options) {
 			o.BackupDir, o.Source, o.Online = "", plan.SourceSurvivorData, true

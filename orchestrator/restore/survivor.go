@@ -21,6 +21,7 @@ import (
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
 
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/boltcheck"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcddata"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcdversion"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/keep"
@@ -93,13 +94,13 @@ func (r *restore) verifySurvivorStep() steps.Step {
 			return "survey the survivor's data dir " + r.survivorDir() + " (read-only): its WAL must be readable and its backend sound"
 		},
 		Check: func(context.Context) (steps.State, error) { return steps.ToDo, nil },
-		Run:   func(context.Context) error { return r.verifySurvivor() },
+		Run:   r.verifySurvivor,
 	}
 }
 
 // verifySurvivor surveys the survivor's data dir and refuses one the
 // restore cannot start from, pointing to the backup instead.
-func (r *restore) verifySurvivor() error {
+func (r *restore) verifySurvivor(ctx context.Context) error {
 	if err := r.sameSurvivorAsBefore(); err != nil {
 		return err
 	}
@@ -117,6 +118,18 @@ func (r *restore) verifySurvivor() error {
 		return fmt.Errorf("the survivor's data dir %s cannot be restored from: %s. Restore from the backup instead (etcd-rescue restore --backup DIR); `etcd-rescue survey` compares the sources",
 			dir, s.Error)
 	}
+	// The survey reads only the pages on its way; etcd's server, which
+	// replays the WAL on the copy, may read any page, and a damaged one
+	// would crash it. Every page is checked first, as a backup's are.
+	db := etcddata.DBPath(dir)
+	m := r.meter("check the survivor's backend", 0)
+	_, err = boltcheck.Check(ctx, db, boltcheck.Options{Progress: func(p boltcheck.Progress) { m.Set(p.Bytes, p.BytesTotal) }})
+	m.Finish()
+	if err != nil {
+		return fmt.Errorf("the survivor's data dir %s cannot be restored from: %s fails etcd's integrity check: %w. Restore from the backup instead (etcd-rescue restore --backup DIR)",
+			dir, db, err)
+	}
+	fmt.Fprintf(r.out, "    backend %s: every page checked\n", db)
 	if s.WAL.Commit < s.WAL.LastIndex {
 		fmt.Fprintf(r.out, "    the WAL holds %d entries after the commit index the member saved (%d): the restore keeps them\n",
 			s.WAL.LastIndex-s.WAL.Commit, s.WAL.Commit)
