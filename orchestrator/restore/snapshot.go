@@ -35,20 +35,25 @@ func (r *restore) restoreSnapshotStep() steps.Step {
 			return fmt.Sprintf("restore %s into %s as member %s (%s) of a new cluster (token %s, cluster ID %s); revision bump %d (%s), marked compacted",
 				r.set.Snapshot, r.abs(r.prof.DataDir), r.member.Name, r.member.PeerURL, r.token(), r.clusterID(), bump, why)
 		},
-		Check: func(context.Context) (steps.State, error) {
-			if r.restoreCommitted() {
-				// A crash right after the final rename may have left the
-				// emptied staging folder: removeScratch removes it.
-				return steps.Done, nil
-			}
-			if _, err := os.Stat(filepath.Join(r.abs(r.prof.DataDir), "member")); err == nil {
-				return steps.ToDo, fmt.Errorf("%s/member exists but is neither the old data (kept at %s) nor written by this restore: was etcd started in between? Move it aside and re-run",
-					r.abs(r.prof.DataDir), r.keptDataDirTarget())
-			}
-			return steps.ToDo, nil
-		},
-		Run: func(ctx context.Context) error { return r.restoreSnapshot(ctx) },
+		Check: r.checkRestored,
+		Run:   func(ctx context.Context) error { return r.restoreSnapshot(ctx) },
 	}
+}
+
+// checkRestored is the Check of the steps that write the restored member
+// (restore-snapshot, restore-survivor-data): done once this run's member
+// is in the data dir; a member folder this run did not write is refused.
+func (r *restore) checkRestored(context.Context) (steps.State, error) {
+	if r.restoreCommitted() {
+		// A crash right after the final rename may have left the
+		// emptied staging folder: removeScratch removes it.
+		return steps.Done, nil
+	}
+	if _, err := os.Stat(filepath.Join(r.abs(r.prof.DataDir), "member")); err == nil {
+		return steps.ToDo, fmt.Errorf("%s/member exists but is neither the old data (kept at %s) nor written by this restore: was etcd started in between? Move it aside and re-run",
+			r.abs(r.prof.DataDir), r.keptDataDirTarget())
+	}
+	return steps.ToDo, nil
 }
 
 // restoreCommitted reports whether the data dir holds the member this run

@@ -255,17 +255,8 @@ func (r *restore) restoreSurvivorStep() steps.Step {
 			return fmt.Sprintf("copy %s to %s, commit and apply every entry of its WAL there (etcd's own server, as a forced new cluster), and restore the result into %s as member %s (%s) of a new cluster (token %s, cluster ID %s); revision bump %d (%s), marked compacted",
 				r.survivorDir(), r.replayDir(), r.abs(r.prof.DataDir), r.member.Name, r.member.PeerURL, r.token(), r.clusterID(), bump, why)
 		},
-		Check: func(context.Context) (steps.State, error) {
-			if r.restoreCommitted() {
-				return steps.Done, nil
-			}
-			if _, err := os.Stat(filepath.Join(r.abs(r.prof.DataDir), "member")); err == nil {
-				return steps.ToDo, fmt.Errorf("%s/member exists but is neither the old data (kept at %s) nor written by this restore: was etcd started in between? Move it aside and re-run",
-					r.abs(r.prof.DataDir), r.keptDataDirTarget())
-			}
-			return steps.ToDo, nil
-		},
-		Run: func(ctx context.Context) error { return r.restoreSurvivor(ctx) },
+		Check: r.checkRestored,
+		Run:   func(ctx context.Context) error { return r.restoreSurvivor(ctx) },
 	}
 }
 
