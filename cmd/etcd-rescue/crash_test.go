@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"math/rand"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,4 +62,21 @@ func (k randomKills) run(t *testing.T, staged *disaster.Scene) (killed int, span
 		}
 	}
 	return killed, span
+}
+
+// killAfterStep runs a command on s with crashAfterStepEnv set to step (it
+// must die by SIGKILL after that step), runs it again to the end (its
+// output must hold marker) and returns the second run's output.
+func killAfterStep(t *testing.T, s *disaster.Scene, step, marker string, run func(*testing.T, *disaster.Scene, ...string) (string, error)) string {
+	t.Helper()
+	out, err := run(t, s, crashAfterStepEnv+"="+step)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("not killed after %s: %v\n%s", step, err, out)
+	}
+	out, err = run(t, s)
+	if err != nil || !strings.Contains(out, marker) {
+		t.Fatalf("re-run after a crash after %s: %v\n%s", step, err, out)
+	}
+	return out
 }

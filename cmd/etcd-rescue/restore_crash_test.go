@@ -3,13 +3,11 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -89,15 +87,7 @@ func TestRestoreResumesAfterSIGKILLAtEveryStep(t *testing.T) {
 				// make the step do work: the survivor lost a resource file
 				os.RemoveAll(filepath.Join(s.Root, "etc/kubernetes/static-pod-resources/kube-apiserver-pod-7/configmaps"))
 			}
-			out, err := runRestore(t, s, crashAfterStepEnv+"="+step)
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("restore was not killed after %s: %v\n%s", step, err, out)
-			}
-			out, err = runRestore(t, s)
-			if err != nil || !strings.Contains(out, "RESTORE-OK") {
-				t.Fatalf("re-run after a crash after %s: %v\n%s", step, err, out)
-			}
+			out := killAfterStep(t, s, step, "RESTORE-OK", runRestore)
 			if got := outcome(t, s); got != want {
 				t.Fatalf("after a crash after %s the result differs:\n got %s\nwant %s\n%s", step, got, want, out)
 			}

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -61,15 +59,7 @@ func TestSurvivorRestoreResumesAfterSIGKILLAtEveryStep(t *testing.T) {
 	for _, step := range []string{"verify-survivor-data", "preflight", "keep-old-state", "restore-survivor-data", "rewrite-manifest"} {
 		t.Run(step, func(t *testing.T) {
 			s := staged.Copy(t)
-			out, err := runSurvivorRestore(t, s, crashAfterStepEnv+"="+step)
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("restore was not killed after %s: %v\n%s", step, err, out)
-			}
-			out, err = runSurvivorRestore(t, s)
-			if err != nil || !strings.Contains(out, "RESTORE-OK") {
-				t.Fatalf("re-run after a crash after %s: %v\n%s", step, err, out)
-			}
+			out := killAfterStep(t, s, step, "RESTORE-OK", runSurvivorRestore)
 			if got := survivorOutcome(t, s); got != want {
 				t.Fatalf("after a crash after %s the result differs:\n got %s\nwant %s\n%s", step, got, want, out)
 			}

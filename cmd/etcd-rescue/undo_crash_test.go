@@ -3,12 +3,10 @@ package main
 import (
 	"archive/tar"
 	"compress/gzip"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -76,15 +74,7 @@ func TestUndoResumesAfterSIGKILLAtEveryStep(t *testing.T) {
 	for _, step := range []string{"check-inputs", "keep-restored-state", "put-back", "set-aside-journal"} {
 		t.Run(step, func(t *testing.T) {
 			s := staged.Copy(t)
-			out, err := runUndoCmd(t, s, crashAfterStepEnv+"="+step)
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("undo was not killed after %s: %v\n%s", step, err, out)
-			}
-			out, err = runUndoCmd(t, s)
-			if err != nil || !strings.Contains(out, "UNDO-OK") {
-				t.Fatalf("re-run after a crash after %s: %v\n%s", step, err, out)
-			}
+			out := killAfterStep(t, s, step, "UNDO-OK", runUndoCmd)
 			if got := undoneState(t, s); got != want {
 				t.Fatalf("after a crash after %s the state differs from before the restore:\n got %s\nwant %s\n%s", step, got, want, out)
 			}
