@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -133,24 +134,34 @@ func (r *restore) clusterID() string {
 	return c.ID().String()
 }
 
-// restoreSnapshot checks ctx between its phases: a SIGINT or SIGTERM
-// stops it before the next one, and the staging folder it leaves is
-// started anew by the next run.
-func (r *restore) restoreSnapshot(ctx context.Context) error {
-	dataDir := r.abs(r.prof.DataDir)
+// beginRestoreInto makes the data dir (with the old one's mode, as
+// keep-old-state recorded it) and journals the bump and the new cluster ID
+// (and the source's other notes) before anything is restored, so a resumed
+// run restores the same.
+func (r *restore) beginRestoreInto(bump int64, why string, notes map[string]string) (dataDir string, err error) {
+	dataDir = r.abs(r.prof.DataDir)
 	mode := fs.FileMode(0o700)
 	if m, err := strconv.ParseUint(r.j.Notes["dataDirMode"], 8, 32); err == nil {
 		mode = fs.FileMode(m)
 	}
 	if err := os.MkdirAll(dataDir, mode); err != nil {
-		return err
+		return "", err
 	}
-	bump, why := r.bump()
 	r.j.Notes["bump"] = strconv.FormatInt(bump, 10)
 	r.j.Notes["bumpWhy"] = why
 	r.j.Notes["clusterID"] = r.clusterID()
-	r.j.Notes["revision"] = strconv.FormatInt(r.report.Snapshot.Status.Revision+bump, 10)
-	if err := r.j.Save(); err != nil {
+	maps.Copy(r.j.Notes, notes)
+	return dataDir, r.j.Save()
+}
+
+// restoreSnapshot checks ctx between its phases: a SIGINT or SIGTERM
+// stops it before the next one, and the staging folder it leaves is
+// started anew by the next run.
+func (r *restore) restoreSnapshot(ctx context.Context) error {
+	bump, why := r.bump()
+	dataDir, err := r.beginRestoreInto(bump, why, map[string]string{
+		"revision": strconv.FormatInt(r.report.Snapshot.Status.Revision+bump, 10)})
+	if err != nil {
 		return err
 	}
 

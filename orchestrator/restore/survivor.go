@@ -296,19 +296,9 @@ func (r *restore) survivorBump() (int64, string) {
 // restoreSurvivor starts anew at every attempt: the copy and the staging
 // folder hold only this run's own output.
 func (r *restore) restoreSurvivor(ctx context.Context) error {
-	dataDir := r.abs(r.prof.DataDir)
-	mode := fs.FileMode(0o700)
-	if m, err := strconv.ParseUint(r.j.Notes["dataDirMode"], 8, 32); err == nil {
-		mode = fs.FileMode(m)
-	}
-	if err := os.MkdirAll(dataDir, mode); err != nil {
-		return err
-	}
 	bump, why := r.survivorBump()
-	r.j.Notes["bump"] = strconv.FormatInt(bump, 10)
-	r.j.Notes["bumpWhy"] = why
-	r.j.Notes["clusterID"] = r.clusterID()
-	if err := r.j.Save(); err != nil {
+	dataDir, err := r.beginRestoreInto(bump, why, nil)
+	if err != nil {
 		return err
 	}
 
