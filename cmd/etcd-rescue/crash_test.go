@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -79,4 +80,21 @@ func killAfterStep(t *testing.T, s *disaster.Scene, step, marker string, run fun
 		t.Fatalf("re-run after a crash after %s: %v\n%s", step, err, out)
 	}
 	return out
+}
+
+// referenceRestore runs a restore to the end on a copy of staged and
+// returns its outcome, which must say the old data dir was kept as it was:
+// what every interrupted and resumed restore of staged must end in.
+func referenceRestore(t *testing.T, staged *disaster.Scene, run func(*testing.T, *disaster.Scene, ...string) (string, error), outcome func(*testing.T, *disaster.Scene) string) string {
+	t.Helper()
+	oldData := disaster.TreeHash(t, filepath.Join(staged.Root, staged.Profile.DataDir))
+	ref := staged.Copy(t)
+	if out, err := run(t, ref); err != nil || !strings.Contains(out, "RESTORE-OK") {
+		t.Fatalf("reference restore: %v\n%s", err, out)
+	}
+	want := outcome(t, ref)
+	if !strings.Contains(want, "kept="+oldData) {
+		t.Fatalf("reference restore did not keep the old data dir intact")
+	}
+	return want
 }

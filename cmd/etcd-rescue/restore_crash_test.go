@@ -68,16 +68,7 @@ func outcome(t *testing.T, s *disaster.Scene) string {
 // uninterrupted restore, with the old data dir intact.
 func TestRestoreResumesAfterSIGKILLAtEveryStep(t *testing.T) {
 	staged := disaster.Stage(t, disaster.Options{Profile: profile.OpenShift43, Keys: 2000, Lost: 100})
-	oldData := disaster.TreeHash(t, filepath.Join(staged.Root, staged.Profile.DataDir))
-
-	ref := staged.Copy(t)
-	if out, err := runRestore(t, ref); err != nil || !strings.Contains(out, "RESTORE-OK") {
-		t.Fatalf("reference restore: %v\n%s", err, out)
-	}
-	want := outcome(t, ref)
-	if !strings.Contains(want, "kept="+oldData) {
-		t.Fatalf("reference restore did not keep the old data dir intact")
-	}
+	want := referenceRestore(t, staged, runRestore, outcome)
 
 	steps := []string{"verify-backup", "preflight", "keep-old-state", "restore-snapshot", "restore-static-resources", "rewrite-manifest"}
 	for i, step := range steps {
