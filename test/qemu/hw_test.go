@@ -140,14 +140,7 @@ func TestMachines(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, want := range []string{"VERIFY-OK snapshot_2026-01-02_030405.db", "etcd-rescue: powering off"} {
-				if _, err := vm.Expect(want, 3*time.Minute); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := vm.Wait(time.Minute); err != nil {
-				t.Fatal(err)
-			}
+			expectToEnd(t, vm, 3*time.Minute, "VERIFY-OK snapshot_2026-01-02_030405.db", "etcd-rescue: powering off")
 			out := vm.Console()
 			for _, drv := range mc.drivers {
 				if !regexp.MustCompile(`(?m)^(pci|usb|scsi|virtio) \S+ .*→ ` + regexp.QuoteMeta(drv) + `\r?$`).MatchString(out) {

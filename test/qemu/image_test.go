@@ -179,6 +179,20 @@ func labDisks(t *testing.T) (backupDisk, rootDisk string) {
 	return qemu.CopyFile(t, disks.backup), qemu.CopyFile(t, disks.root)
 }
 
+// expectToEnd waits for each console line of wants in turn (each within
+// timeout), then for QEMU to exit (within a minute).
+func expectToEnd(t *testing.T, vm *qemu.VM, timeout time.Duration, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if _, err := vm.Expect(want, timeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vm.Wait(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func writeConfig(t *testing.T, raw []byte) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "config.ign")
@@ -239,21 +253,14 @@ func TestBootVerify(t *testing.T) {
 			}
 			t.Logf("%s: boot to the orchestrator's first line: %s (%s)", format, first.Round(10*time.Millisecond), lab.accel)
 			recordBootTime(t, format, first)
-			for _, want := range []string{
+			expectToEnd(t, vm, 3*time.Minute,
 				"config: fw_cfg opt/com.coreos/config: role verify, member master-0",
 				"root: vd",
 				"mounted on /run/etcd-rescue/root read-only",
 				"backup: vd",
 				"VERIFY-OK snapshot_2026-01-02_030405.db",
 				"etcd-rescue: powering off",
-			} {
-				if _, err := vm.Expect(want, 3*time.Minute); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := vm.Wait(time.Minute); err != nil {
-				t.Fatal(err)
-			}
+			)
 			// The lab root has no data dir: the survey recommends the backup.
 			if r := consoleSurvey(t, vm.Console()); r.PlanSource != "backup" {
 				t.Errorf("the survey recommends %s (%s), want the backup", r.RecommendedPath, r.PlanSource)
@@ -288,14 +295,7 @@ func TestBootBadConfigTouchesNoDisk(t *testing.T) {
 				qemu.WithDisk(backupDisk, qemu.Disk{}),
 				qemu.WithDisk(rootDisk, qemu.Disk{}))
 			vm := qemu.Start(t, opts...)
-			for _, want := range []string{tc.want, "etcd-rescue: powering off"} {
-				if _, err := vm.Expect(want, 3*time.Minute); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := vm.Wait(time.Minute); err != nil {
-				t.Fatal(err)
-			}
+			expectToEnd(t, vm, 3*time.Minute, tc.want, "etcd-rescue: powering off")
 			if out := vm.Console(); strings.Contains(out, "mounted on") {
 				t.Errorf("a disk was mounted despite the bad config")
 			}
@@ -416,21 +416,14 @@ func TestBootConfigFromPartition(t *testing.T) {
 		qemu.WithName("config-partition"), qemu.WithAccel(lab.accel), qemu.WithTimeout(4*time.Minute),
 		qemu.WithDisk(configDisk, qemu.Disk{ReadOnly: true}),
 		qemu.WithDisk(backupDisk, qemu.Disk{ReadOnly: true}))...)
-	for _, want := range []string{
+	expectToEnd(t, vm, 3*time.Minute,
 		"config: partition vda (label ignition) /config.ign: role verify",
 		"root: no master root filesystem attached",
 		"no master root attached: the survey covers the backup only",
 		"survey not written beside the backup: the backup volume is read-only",
 		"VERIFY-OK",
 		"etcd-rescue: powering off",
-	} {
-		if _, err := vm.Expect(want, 3*time.Minute); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := vm.Wait(time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	)
 }
 
 // TestBootOSTreeRootAndXFS boots the verify role beside an RHCOS-like root
@@ -514,19 +507,12 @@ func TestBootOSTreeRootAndXFS(t *testing.T) {
 		opts = append(opts, qemu.WithDisk(d, qemu.Disk{}))
 	}
 	vm := qemu.Start(t, opts...)
-	for _, want := range []string{
+	expectToEnd(t, vm, 3*time.Minute,
 		"(xfs label=scratch",
 		"root: OSTree deployment /ostree/deploy/rhcos/deploy/bbb.0 with its /var on /run/etcd-rescue/sysroot",
 		"VERIFY-OK",
 		"etcd-rescue: powering off",
-	} {
-		if _, err := vm.Expect(want, 3*time.Minute); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := vm.Wait(time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	)
 	if out := vm.Console(); strings.Contains(out, "look into") {
 		t.Errorf("a disk could not be probed:\n%s", out)
 	}

@@ -174,14 +174,7 @@ func TestLayouts(t *testing.T) {
 				opts = append(opts, qemu.WithDisk(d, qemu.Disk{Device: dev}))
 			}
 			vm := qemu.Start(t, opts...)
-			for _, want := range []string{l.marker, "etcd-rescue: powering off"} {
-				if _, err := vm.Expect(want, 6*time.Minute); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := vm.Wait(time.Minute); err != nil {
-				t.Fatal(err)
-			}
+			expectToEnd(t, vm, 6*time.Minute, l.marker, "etcd-rescue: powering off")
 			out := vm.Console()
 			for _, re := range l.want {
 				re = strings.ReplaceAll(re, "{uuid}", regexp.QuoteMeta(luksUUID))

@@ -132,20 +132,13 @@ func TestBootVerifySurvey(t *testing.T) {
 		qemu.WithIgnition(writeConfig(t, cfg)),
 		qemu.WithDisk(backupDisk, qemu.Disk{Serial: "backup"}),
 		qemu.WithDisk(rootDisk, qemu.Disk{Serial: "root"}))...)
-	for _, want := range []string{
+	expectToEnd(t, vm, 3*time.Minute,
 		"data dir: /var/lib/etcd (the manifest's --data-dir /var/lib/etcd)",
 		roles.SurveyJSONPrefix,
 		"survey written to /run/etcd-rescue/backup/etcd/survey-master-0-",
 		"VERIFY-OK snapshot_2026-01-02_030405.db",
 		"etcd-rescue: powering off",
-	} {
-		if _, err := vm.Expect(want, 3*time.Minute); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := vm.Wait(time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	)
 	r := consoleSurvey(t, vm.Console())
 	if len(r.Sources) != 2 || r.PlanSource != "survivor-data" || r.RecommendedPath != "/var/lib/etcd" {
 		t.Fatalf("the console's survey recommends %s (%s) of %d sources, want /var/lib/etcd (survivor-data) of 2", r.RecommendedPath, r.PlanSource, len(r.Sources))
