@@ -42,6 +42,13 @@ type Info struct {
 	ClusterVersion string
 	// StorageVersion is the storage schema version (etcd 3.6+; "" before).
 	StorageVersion string
+	// ConsistentIndex is the last raft index applied to the backend, Term
+	// its raft term (etcd 3.5+; 0 before).
+	ConsistentIndex, Term uint64
+	// CompactRevision is the revision of the last finished compaction (0
+	// when none): etcd's current revision is at least this, since a
+	// compaction can remove the newest key.
+	CompactRevision int64
 }
 
 // WrittenBy is the newest etcd version the backend records, or "" when it
@@ -123,6 +130,9 @@ func readTx(tx *bolt.Tx, dbPath string, info *Info) error {
 	}
 	if b := tx.Bucket([]byte("meta")); b != nil {
 		info.StorageVersion = string(b.Get([]byte("storageVersion")))
+		info.ConsistentIndex = uint64At(b.Get([]byte("consistent_index")))
+		info.Term = uint64At(b.Get([]byte("term")))
+		info.CompactRevision = int64(uint64At(b.Get([]byte("finishedCompactRev"))))
 	}
 	if b := tx.Bucket([]byte("members")); b != nil {
 		return b.ForEach(func(k, v []byte) error {
@@ -135,6 +145,15 @@ func readTx(tx *bolt.Tx, dbPath string, info *Info) error {
 		})
 	}
 	return nil
+}
+
+// uint64At decodes etcd's big-endian numbers; a revision key is 8 bytes
+// of main revision followed by a sub revision. Shorter values are 0.
+func uint64At(v []byte) uint64 {
+	if len(v) < 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v[:8])
 }
 
 // CheckNotRunning refuses a data dir an etcd is running on (see InUse);
