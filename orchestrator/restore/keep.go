@@ -119,12 +119,5 @@ func (r *restore) keepOldState() error {
 
 // checkNotRunning refuses to touch a data dir an etcd is running on.
 func checkNotRunning(dataDir string) error {
-	busy, err := etcddata.InUse(etcddata.DBPath(dataDir))
-	if err != nil {
-		return err
-	}
-	if busy {
-		return fmt.Errorf("etcd is running on %s (it holds the lock of member/snap/db): stop it first, or restore with --online on a live master", dataDir)
-	}
-	return nil
+	return etcddata.CheckNotRunning(dataDir, "stop it first, or restore with --online on a live master")
 }

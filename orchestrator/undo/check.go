@@ -119,14 +119,7 @@ func (u *undo) printPlan() {
 
 // checkNotRunning refuses to touch a data dir an etcd is running on.
 func checkNotRunning(dataDir string) error {
-	busy, err := etcddata.InUse(etcddata.DBPath(dataDir))
-	if err != nil {
-		return err
-	}
-	if busy {
-		return fmt.Errorf("etcd is running on %s (it holds the lock of member/snap/db): stop it first (move its static pod manifest out of the kubelet's manifests folder, or stop the kubelet), then undo", dataDir)
-	}
-	return nil
+	return etcddata.CheckNotRunning(dataDir, "stop it first (move its static pod manifest out of the kubelet's manifests folder, or stop the kubelet), then undo")
 }
 
 func exists(p string) bool {
