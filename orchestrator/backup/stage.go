@@ -48,6 +48,7 @@ func StageSnapshot(ctx context.Context, src, dst string, skipHashCheck bool, pro
 		}
 	}()
 	meter := &bothMeter{progress: progress, total: 2 * st.Size()}
+
 	if err := copyHashed(ctx, src, dst, st.Size(), info.HasHash, func(n int64) { meter.set(0, n) }); err != nil {
 		return nil, err
 	}
@@ -173,6 +174,7 @@ func kernelCopy(ctx context.Context, in, out *os.File, n int64, h io.Writer, pro
 					off += int64(len(b))
 				}
 			}
+			startWriteback(out, s.off, s.n)
 		}
 		hashed <- err
 	}()
@@ -212,10 +214,13 @@ func bufferCopy(ctx context.Context, in, out *os.File, n int64, h io.Writer, pro
 	return readChunks(ctx, in, n, func(b []byte) error {
 		// The write (a copy into the page cache) and the hash of the same
 		// chunk run side by side on two cores; b is reused only after both.
-		go func() {
+		go func(off int64) {
 			_, err := out.Write(b)
+			if err == nil {
+				startWriteback(out, off, int64(len(b)))
+			}
 			wrote <- err
-		}()
+		}(done)
 		if h != nil {
 			h.Write(b)
 		}
@@ -226,6 +231,15 @@ func bufferCopy(ctx context.Context, in, out *os.File, n int64, h io.Writer, pro
 		progress(done)
 		return nil
 	})
+}
+
+// startWriteback asks the kernel to start writing a copied span to the
+// disk now, without waiting for it: the disk writes the copy while the
+// rest is read, hashed and checked, and the one fsync after the restore's
+// edits finds little left to write. An error only loses that head start
+// (the fsync still writes everything), so it is not one.
+func startWriteback(f *os.File, off, n int64) {
+	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
 
 // isWriteError tells a failure to write the copy (no space, a read-only

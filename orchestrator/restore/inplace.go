@@ -69,9 +69,10 @@ func (c inPlace) run(lg *zap.Logger) (err error) {
 	if fileutil.Exist(c.walDir()) {
 		return fmt.Errorf("wal-dir %q exists", c.walDir())
 	}
-	// Mapped at the file's size, as etcdutl maps it: a larger map makes
-	// bbolt grow the file in 16 MiB steps.
-	be := backend.NewDefaultBackend(lg, c.dbPath(), backend.WithMmapSize(0))
+	be, err := openBoltBackend(c.dbPath())
+	if err != nil {
+		return err
+	}
 	closed := false
 	defer func() {
 		if !closed {
