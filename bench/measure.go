@@ -338,7 +338,8 @@ func (rep *report) restoreMarkdown() string {
 	b.WriteString("Same snapshot, same member, initial cluster, revision bump (1,000,000) and compaction mark; runs alternate. ")
 	b.WriteString("etcd-rescue's time includes what etcdutl does not do: finding the backup, checking its tarball, keeping the old state aside, and rewriting the manifest. " +
 		"It reads the backup once: the verify-backup step copies it into the data dir's staging folder while hashing it (sha256 trailer) and then checks the copy's every page (boltcheck) while it is in the page cache, before anything of the master is touched; " +
-		"the restore-snapshot step makes etcd's restore edits on that copy in place, opening the backend once (etcdutl copies, hashes the copy, and opens it four times, each open walking every page to rebuild bbolt's free list). " +
+		"The copy's writeback to the disk is started as it is copied, so the disk writes while the rest is read and checked. " +
+		"The restore-snapshot step makes etcd's restore edits on that copy in place, opening it once with bbolt and mapping only the pages the edits touch (etcdutl copies, hashes the copy, and opens it four times with MAP_POPULATE, each open walking every page to rebuild bbolt's free list). " +
 		"The floor is a copy of the file with fsync.\n\n")
 	if rep.partial != "" {
 		b.WriteString(rep.partial + "\n\n")
@@ -631,8 +632,8 @@ func (rep *report) targetRows() (rows []string, note string) {
 	return rows, memoryNote + " " + restoreRSSNote
 }
 
-// restoreRSSNote says why the restore's peak RSS follows the file's size.
-const restoreRSSNote = "etcd-rescue's restore opens the staged copy once with etcd's own backend (its free list already written, so bbolt does not walk the pages), but that backend maps the whole file with MAP_POPULATE (go.etcd.io/etcd/server/v3/storage/backend, config_linux.go), so the restore's VmHWM follows the file's size as etcdutl's does; the staging copy and its check map nothing."
+// restoreRSSNote says what the restore maps.
+const restoreRSSNote = "etcd-rescue's restore maps the staged copy only for etcd's restore edits, through bbolt without MAP_POPULATE (etcd's own backend would read the whole file into the map, go.etcd.io/etcd/server/v3/storage/backend config_linux.go), so only the pages the edits touch are resident; the staging copy and its check map nothing."
 
 // section is the part of doc from heading to the next "## " heading.
 func section(doc, heading string) string {
@@ -648,7 +649,7 @@ func section(doc, heading string) string {
 }
 
 // memoryNote says why peak RSS and peak anonymous memory differ.
-const memoryNote = "Peak RSS (VmHWM) counts the pages of the database file that bbolt maps read-only (etcdutl, and etcd-rescue's restore), which the kernel can drop and read again under memory pressure, so there it follows the file's size (verify-backup reads with pread and maps nothing); peak anonymous memory (the largest RssAnon sampled every 20 ms) counts only the process's own heap and stacks, which the kernel cannot drop without swap."
+const memoryNote = "Peak RSS (VmHWM) counts the pages of the database file that bbolt maps (etcdutl's, with MAP_POPULATE), which the kernel can drop and read again under memory pressure, so there it follows the file's size (verify-backup reads with pread and maps nothing); peak anonymous memory (the largest RssAnon sampled every 20 ms) counts only the process's own heap and stacks, which the kernel cannot drop without swap."
 
 // mib1 is n in MiB with one decimal: anonymous peaks can be small.
 func mib1(n int64) string { return fmt.Sprintf("%.1f", float64(n)/(1<<20)) }

@@ -52,6 +52,7 @@ func StageSnapshot(ctx context.Context, src, dst string, skipHashCheck bool, pro
 	if err := copyHashed(ctx, src, dst, st.Size(), info.HasHash, func(n int64) { meter.set(0, n) }); err != nil {
 		return nil, err
 	}
+	defer startWriteback(dst)()
 	size := st.Size()
 	if info.HasHash {
 		size -= sha256.Size
@@ -174,7 +175,6 @@ func kernelCopy(ctx context.Context, in, out *os.File, n int64, h io.Writer, pro
 					off += int64(len(b))
 				}
 			}
-			startWriteback(out, s.off, s.n)
 		}
 		hashed <- err
 	}()
@@ -214,13 +214,10 @@ func bufferCopy(ctx context.Context, in, out *os.File, n int64, h io.Writer, pro
 	return readChunks(ctx, in, n, func(b []byte) error {
 		// The write (a copy into the page cache) and the hash of the same
 		// chunk run side by side on two cores; b is reused only after both.
-		go func(off int64) {
+		go func() {
 			_, err := out.Write(b)
-			if err == nil {
-				startWriteback(out, off, int64(len(b)))
-			}
 			wrote <- err
-		}(done)
+		}()
 		if h != nil {
 			h.Write(b)
 		}
@@ -233,13 +230,24 @@ func bufferCopy(ctx context.Context, in, out *os.File, n int64, h io.Writer, pro
 	})
 }
 
-// startWriteback asks the kernel to start writing a copied span to the
-// disk now, without waiting for it: the disk writes the copy while the
-// rest is read, hashed and checked, and the one fsync after the restore's
-// edits finds little left to write. An error only loses that head start
-// (the fsync still writes everything), so it is not one.
-func startWriteback(f *os.File, off, n int64) {
-	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+// startWriteback asks the kernel to write the whole of path to the disk
+// now, on a goroutine, and returns a func that waits for the request to be
+// made. Started once the copy is done, the disk writes the copy while the
+// check reads it from the page cache (the CPU's turn), so the one fsync
+// after the restore's edits finds little left to write. Started while
+// copying instead, the writes compete with the copy's reads: measured on
+// 2 cores at 8 GiB, that took the copy from 12.5 s to 17–24 s. An error
+// only loses the head start (the fsync still writes everything).
+func startWriteback(path string) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if f, err := os.Open(path); err == nil {
+			_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+			f.Close()
+		}
+	}()
+	return func() { <-done }
 }
 
 // isWriteError tells a failure to write the copy (no space, a read-only
