@@ -24,9 +24,10 @@ func readDataDir(dir string, logf func(string, ...any), meter meterFunc) *Source
 	}
 
 	dbPath := filepath.Join(dir, "member", "snap", "db")
-	// No meter here: the backend read touches a handful of pages (meta,
-	// freelist, the newest key, the members), not the file, and takes
-	// milliseconds whatever its size.
+	// No meter here: the backend read touches a handful of pages (the
+	// meta pages, the path to the newest key, the members; bbolt loads no
+	// freelist read-only), not the file, and takes milliseconds whatever
+	// its size: a meter sized by the file would only jump to its end.
 	logf("  reading backend %s (read-only)", dbPath)
 	b, err := readBackend(dbPath)
 	if err != nil {
