@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/progress"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/survey"
 )
 
@@ -35,6 +36,7 @@ data dirs. What it reads is printed on stderr; the table (or --json) on stdout.`
 				o.DataDirs = append(o.DataDirs, dir)
 			}
 			o.Log = c.ErrOrStderr()
+			o.Progress = progress.Options{Mode: progress.ModeFor(o.Log, asJSON)}
 			r, err := survey.Run(o)
 			if err != nil {
 				return err

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/progress"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/survey"
 )
 
@@ -41,6 +44,7 @@ func TestSurveyCommand(t *testing.T) {
 		t.Helper()
 		var out, errb bytes.Buffer
 		cmd := exec.Command(binary, args...)
+		cmd.Env = append(os.Environ(), progress.EveryEnv+"=1ms")
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		err := cmd.Run()
 		t.Logf("$ etcd-rescue %s\n%s%s", strings.Join(args, " "), errb.String(), out.String())
@@ -66,8 +70,17 @@ func TestSurveyCommand(t *testing.T) {
 			t.Errorf("stderr does not say %q", want)
 		}
 	}
+	walMeter, verifyMeter := "  read WAL "+filepath.Join(spec.DataDir, "member", "wal")+": ", "  verify "+filepath.Base(backupFile)+": "
+	if strings.Contains(log, walMeter) || strings.Contains(log, verifyMeter) {
+		t.Errorf("with --json stderr shows progress")
+	}
 
-	table, _ := run("survey", "--data-dir", spec.DataDir, "--backup", backupFile)
+	table, log := run("survey", "--data-dir", spec.DataDir, "--backup", backupFile)
+	for _, want := range []string{walMeter, verifyMeter} {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `\d+\.\d [KM]iB in \S+ \(`).MatchString(log) {
+			t.Errorf("stderr has no summary %q…", want)
+		}
+	}
 	for _, want := range []string{"| RANK ", "| master-0 ", "| recommended ", "Recommended: " + spec.DataDir + " (restore source: survivor-data)"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("the table lacks %q", want)

@@ -48,14 +48,29 @@ func ModeFor(w io.Writer, json bool) Mode {
 // serial console shows the work is alive, rarely enough to stay readable.
 const DefaultEvery = 5 * time.Second
 
+// EveryEnv names the environment variable that, set to a Go duration
+// ("30s", "10ms"), replaces DefaultEvery: a log that wants fewer lines, or
+// a test that wants them sooner.
+const EveryEnv = "ETCD_RESCUE_PROGRESS_EVERY"
+
+func defaultEvery() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(EveryEnv)); err == nil && d > 0 {
+		return d
+	}
+	return DefaultEvery
+}
+
 // Options tunes a Meter.
 type Options struct {
 	Mode Mode
 	// Every is the interval between lines in Lines mode; 0 means
-	// DefaultEvery.
+	// DefaultEvery, or what EveryEnv says.
 	Every time.Duration
 	// Now is the clock; nil means time.Now. Tests inject theirs.
 	Now func() time.Time
+	// Unit is what is counted when it is not bytes ("entries"): figures
+	// are then printed as plain numbers followed by it.
+	Unit string
 }
 
 // Meter follows one operation of total bytes (0 or less: unknown).
@@ -78,7 +93,7 @@ type Meter struct {
 // snapshot.db") writing to w.
 func New(w io.Writer, label string, total int64, o Options) *Meter {
 	if o.Every <= 0 {
-		o.Every = DefaultEvery
+		o.Every = defaultEvery()
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -91,19 +106,24 @@ func New(w io.Writer, label string, total int64, o Options) *Meter {
 		if max <= 0 {
 			max = -1 // the library's spinner for an unknown size
 		}
-		m.bar = progressbar.NewOptions64(max,
-			progressbar.OptionSetWriter(w),
-			progressbar.OptionSetDescription(label),
+		units := []progressbar.Option{
 			progressbar.OptionShowBytes(true),
 			progressbar.OptionUseIECUnits(true),
 			progressbar.OptionShowTotalBytes(true),
+		}
+		if o.Unit != "" {
+			units = []progressbar.Option{progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString(o.Unit)}
+		}
+		m.bar = progressbar.NewOptions64(max, append(units,
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionSetDescription(label),
 			progressbar.OptionSetPredictTime(true),
 			progressbar.OptionSetElapsedTime(true),
 			progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionFullWidth(),
 			progressbar.OptionShowElapsedTimeOnFinish(),
 			progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
-		)
+		)...)
 	}
 	return m
 }
@@ -171,6 +191,39 @@ func (m *Meter) Finish() {
 		fmt.Fprintln(m.w, m.summary(m.o.Now()))
 	}
 }
+
+// Follow runs run, work done by code that reports no progress of its
+// own, and while it runs feeds m what sample measures every PollEvery
+// (and once more at the end). sample is called from one goroutine at a
+// time. A panic in run goes on up the caller's goroutine, where its
+// recover sees it.
+func (m *Meter) Follow(sample func() int64, run func() error) error {
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(PollEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				m.Set(sample(), 0)
+			}
+		}
+	}()
+	var once sync.Once
+	stopSampling := func() { once.Do(func() { close(stop); <-stopped }) }
+	defer stopSampling()
+	err := run()
+	stopSampling()
+	m.Set(sample(), 0)
+	return err
+}
+
+// PollEvery is how often Follow samples: often enough for a smooth bar,
+// and for a line as soon as its interval has passed.
+var PollEvery = 100 * time.Millisecond
 
 // Reader counts the bytes read through r.
 func (m *Meter) Reader(r io.Reader) io.Reader { return &countReader{r: r, m: m} }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -123,5 +125,94 @@ func TestBarDraws(t *testing.T) {
 	m.Finish()
 	if s := out.String(); !strings.Contains(s, "verify") || !strings.Contains(s, "100%") || !strings.HasSuffix(s, "\n") {
 		t.Errorf("bar output %q", s)
+	}
+}
+
+// TestUnit: a count that is not bytes prints plain numbers and its unit.
+func TestUnit(t *testing.T) {
+	c := &clock{t: time.Unix(0, 0)}
+	var out bytes.Buffer
+	m := New(&out, "apply the WAL", 5000, Options{Mode: Lines, Every: time.Second, Now: c.now, Unit: "entries"})
+	c.advance(4 * time.Second)
+	m.Set(1200, 0)
+	c.advance(6 * time.Second)
+	m.Set(5000, 0)
+	m.Finish()
+	want := "apply the WAL: 1200 of 5000 entries (24%), 300 entries/s, 13s left\n" +
+		"apply the WAL: 5000 of 5000 entries (100%), 633 entries/s, 0s left\n" +
+		"apply the WAL: 5000 entries in 10s (500 entries/s)\n"
+	if out.String() != want {
+		t.Errorf("got:\n%swant:\n%s", out.String(), want)
+	}
+
+	out.Reset()
+	m = New(&out, "apply", 10, Options{Mode: Bar, Unit: "entries"})
+	m.Set(10, 0)
+	m.Finish()
+	if s := out.String(); !strings.Contains(s, "10/10") || strings.Contains(s, " B") {
+		t.Errorf("bar output %q: want a count of entries, not bytes", s)
+	}
+}
+
+// TestFollow: work that reports nothing is sampled while it runs, and
+// once more at its end; a panic in it reaches the caller.
+func TestFollow(t *testing.T) {
+	defer func(d time.Duration) { PollEvery = d }(PollEvery)
+	PollEvery = 5 * time.Millisecond
+	var (
+		out  syncBuffer
+		done atomic.Int64
+	)
+	m := New(&out, "read", 100, Options{Mode: Lines, Every: 10 * time.Millisecond})
+	err := m.Follow(done.Load, func() error {
+		for range 10 {
+			time.Sleep(10 * time.Millisecond)
+			done.Add(5)
+		}
+		done.Store(100)
+		return io.EOF
+	})
+	m.Finish()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if err != io.EOF || len(lines) < 3 || !strings.Contains(lines[0], " of 100 B (") || !strings.HasPrefix(lines[len(lines)-1], "read: 100 B in") {
+		t.Errorf("err %v, lines:\n%s\nwant the run's error, lines while it ran, and the total at the end", err, out.String())
+	}
+
+	defer func() {
+		if p := recover(); p != "bad record" {
+			t.Errorf("recovered %v, want the run's panic", p)
+		}
+	}()
+	m.Follow(done.Load, func() error { panic("bad record") })
+}
+
+// syncBuffer is a bytes.Buffer written from Follow's goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestEveryEnv: the environment sets the interval when the caller does not.
+func TestEveryEnv(t *testing.T) {
+	t.Setenv(EveryEnv, "2s")
+	c := &clock{t: time.Unix(0, 0)}
+	var out bytes.Buffer
+	m := New(&out, "x", 0, Options{Mode: Lines, Now: c.now})
+	c.advance(2 * time.Second)
+	m.Set(1, 0)
+	if out.Len() == 0 {
+		t.Errorf("no line after 2s with %s=2s", EveryEnv)
 	}
 }

@@ -32,7 +32,15 @@ type Applied struct {
 // nothing, so it proposes nothing of its own: what the backend gains is
 // exactly the WAL's entries, and the cluster version the backend records
 // is the one the old cluster set, never the linked etcd's own.
-func Apply(ctx context.Context, dir string, until uint64) (a *Applied, err error) {
+//
+// progress (may be nil) follows the entries applied of those the backend
+// lacks: from its consistent index to until, as the server's applied
+// index moves. It is not called when the backend lacks none.
+func Apply(ctx context.Context, dir string, until uint64, progress Progress) (a *Applied, err error) {
+	var from uint64
+	if before, err := etcddata.Read(etcddata.DBPath(dir)); err == nil {
+		from = min(before.ConsistentIndex, until)
+	}
 	cfg := embed.NewConfig()
 	cfg.Name = "etcd-rescue-replay"
 	cfg.Dir = dir
@@ -57,7 +65,11 @@ func Apply(ctx context.Context, dir string, until uint64) (a *Applied, err error
 	if err != nil {
 		return nil, fmt.Errorf("etcd on the copy %s: %w", dir, err)
 	}
-	applied, waitErr := waitApplied(ctx, e, until)
+	applied, waitErr := waitApplied(ctx, e, until, func(applied uint64) {
+		if progress != nil && until > from {
+			progress(int64(min(max(applied, from), until)-from), int64(until-from))
+		}
+	})
 	e.Close()
 	if waitErr != nil {
 		return nil, waitErr
@@ -71,13 +83,15 @@ func Apply(ctx context.Context, dir string, until uint64) (a *Applied, err error
 
 // waitApplied waits until the server has applied index until and every
 // entry it committed (the forced new cluster's own configuration changes).
-func waitApplied(ctx context.Context, e *embed.Etcd, until uint64) (uint64, error) {
+// Every time it looks, it tells progress the applied index.
+func waitApplied(ctx context.Context, e *embed.Etcd, until uint64, progress func(applied uint64)) (uint64, error) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(40 * time.Second)
 	for {
 		s := e.Server
 		applied, committed := s.AppliedIndex(), s.CommittedIndex()
+		progress(applied)
 		if applied >= until && applied >= committed {
 			return applied, nil
 		}

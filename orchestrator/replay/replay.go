@@ -45,15 +45,46 @@ import (
 // logger is etcd's logger for its WAL and server code; callers print their own lines.
 var logger = zap.NewNop()
 
+// Progress is called with the work done so far and the work to do in all:
+// bytes for Copy, entries for Apply.
+type Progress func(done, total int64)
+
 // Copy copies what etcd reads from a data dir, member/snap/db, the raft
 // snapshots (*.snap) and their backends (*.snap.db), and the WAL segments
 // (member/wal/*.wal), from src into dst, which must not exist yet. Every
 // file is synced; leftovers etcd ignores or removes (*.tmp, *.broken) are
-// not copied.
-func Copy(src, dst string) error {
+// not copied. progress (may be nil) follows the bytes copied of the files'
+// sizes summed.
+func Copy(src, dst string, progress Progress) error {
 	if _, err := os.Lstat(dst); err == nil {
 		return fmt.Errorf("copy of %s: %s already exists", src, dst)
 	}
+	files, total, err := filesToCopy(src)
+	if err != nil {
+		return err
+	}
+	done := &counter{progress: progress, total: total}
+	for _, dir := range []string{"snap", "wal"} {
+		if err := os.MkdirAll(filepath.Join(dst, "member", dir), 0o700); err != nil {
+			return err
+		}
+	}
+	for _, rel := range files {
+		if err := copyFile(filepath.Join(src, rel), filepath.Join(dst, rel), done); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{filepath.Join(dst, "member", "snap"), filepath.Join(dst, "member", "wal"), filepath.Join(dst, "member"), dst} {
+		if err := atomicfile.SyncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// filesToCopy lists the files Copy copies (relative to src) and their
+// sizes summed.
+func filesToCopy(src string) (files []string, total int64, err error) {
 	want := func(dir, name string) bool {
 		switch dir {
 		case "snap":
@@ -64,36 +95,43 @@ func Copy(src, dst string) error {
 		return false
 	}
 	for _, dir := range []string{"snap", "wal"} {
-		from := filepath.Join(src, "member", dir)
-		to := filepath.Join(dst, "member", dir)
-		if err := os.MkdirAll(to, 0o700); err != nil {
-			return err
-		}
-		des, err := os.ReadDir(from)
+		des, err := os.ReadDir(filepath.Join(src, "member", dir))
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
 		for _, de := range des {
 			if !de.Type().IsRegular() || !want(dir, de.Name()) {
 				continue
 			}
-			if err := copyFile(filepath.Join(from, de.Name()), filepath.Join(to, de.Name())); err != nil {
-				return err
+			info, err := de.Info()
+			if err != nil {
+				return nil, 0, err
 			}
-		}
-		if err := atomicfile.SyncDir(to); err != nil {
-			return err
-		}
-	}
-	for _, d := range []string{filepath.Join(dst, "member"), dst} {
-		if err := atomicfile.SyncDir(d); err != nil {
-			return err
+			files = append(files, filepath.Join("member", dir, de.Name()))
+			total += info.Size()
 		}
 	}
-	return nil
+	return files, total, nil
 }
 
-func copyFile(from, to string) error {
+// counter counts the bytes copied for a Progress.
+type counter struct {
+	progress    Progress
+	done, total int64
+}
+
+func (c *counter) add(n int64) {
+	c.done += n
+	if c.progress != nil {
+		c.progress(c.done, c.total)
+	}
+}
+
+// copyChunk is how much is copied between two progress reports. Each
+// chunk is copied by the kernel (copy_file_range), as a whole file would be.
+const copyChunk = 8 << 20
+
+func copyFile(from, to string, done *counter) error {
 	in, err := os.Open(from)
 	if err != nil {
 		return err
@@ -103,9 +141,16 @@ func copyFile(from, to string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("copy %s: %w", from, err)
+	for {
+		n, err := io.CopyN(out, in, copyChunk)
+		done.add(n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			out.Close()
+			return fmt.Errorf("copy %s: %w", from, err)
+		}
 	}
 	if err := out.Sync(); err != nil {
 		out.Close()

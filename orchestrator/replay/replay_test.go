@@ -2,6 +2,7 @@ package replay_test
 
 import (
 	"context"
+	"io/fs"
 	"path/filepath"
 	"testing"
 
@@ -28,7 +29,15 @@ func TestReplayKeepsEveryAcknowledgedWrite(t *testing.T) {
 			before := disaster.TreeHash(t, dir)
 
 			cp := filepath.Join(t.TempDir(), "copy")
-			if err := replay.Copy(dir, cp); err != nil {
+			var copied [2]int64
+			if err := replay.Copy(dir, cp, func(done, total int64) { copied = [2]int64{done, total} }); err != nil {
+				t.Fatal(err)
+			}
+			if size := copySize(t, cp); copied != [2]int64{size, size} {
+				t.Errorf("the copy's last progress: %d of %d bytes, want all of the %d copied", copied[0], copied[1], size)
+			}
+			backend, err := etcddata.Read(etcddata.DBPath(cp))
+			if err != nil {
 				t.Fatal(err)
 			}
 			l, err := replay.CommitLog(cp)
@@ -36,9 +45,16 @@ func TestReplayKeepsEveryAcknowledgedWrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("WAL: commit %d, last %d (term %d), raised %d", l.Commit, l.LastIndex, l.LastTerm, l.Raised())
-			a, err := replay.Apply(context.Background(), cp, l.LastIndex)
+			var applied [][2]int64
+			a, err := replay.Apply(context.Background(), cp, l.LastIndex, func(done, total int64) { applied = append(applied, [2]int64{done, total}) })
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The progress counts the entries the backend lacked, as the
+			// server applies them.
+			want := int64(l.LastIndex - backend.ConsistentIndex)
+			if n := len(applied); want <= 0 || n == 0 || applied[n-1] != [2]int64{want, want} || applied[0][0] > applied[n-1][0] {
+				t.Errorf("the apply's progress %v: want it to reach %d of %d entries (the WAL to %d, the backend at %d)", applied, want, want, l.LastIndex, backend.ConsistentIndex)
 			}
 			if a.Revision != rev {
 				t.Errorf("revision after the replay %d, want %d (the last acknowledged write)", a.Revision, rev)
@@ -58,10 +74,10 @@ func TestReplayKeepsEveryAcknowledgedWrite(t *testing.T) {
 				return
 			}
 			plain := filepath.Join(t.TempDir(), "copy")
-			if err := replay.Copy(dir, plain); err != nil {
+			if err := replay.Copy(dir, plain, nil); err != nil {
 				t.Fatal(err)
 			}
-			p, err := replay.Apply(context.Background(), plain, l.Commit)
+			p, err := replay.Apply(context.Background(), plain, l.Commit, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,4 +87,22 @@ func TestReplayKeepsEveryAcknowledgedWrite(t *testing.T) {
 			t.Logf("without CommitLog: revision %d of %d", p.Revision, rev)
 		})
 	}
+}
+
+// copySize sums the sizes of the files in a copy.
+func copySize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		n += info.Size()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -95,5 +95,10 @@ func (r *restore) dropStaged() {
 
 // meter shows a long read or write on the run's output, as Options.Progress says.
 func (r *restore) meter(label string, total int64) *progress.Meter {
-	return progress.New(r.out, label, total, progress.Options{Mode: r.o.Progress})
+	return progress.New(r.out, label, total, r.meterOptions(""))
+}
+
+// meterOptions are the meters' options, for a count of unit ("": bytes).
+func (r *restore) meterOptions(unit string) progress.Options {
+	return progress.Options{Mode: r.o.Progress, Unit: unit}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/etcdversion"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/keep"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/progress"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/replay"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/survey"
@@ -108,7 +109,7 @@ func (r *restore) verifySurvivor(ctx context.Context) error {
 	if err := checkNotRunning(dir); err != nil {
 		return err
 	}
-	rep, err := survey.Run(survey.Options{DataDirs: []string{dir}})
+	rep, err := survey.Run(survey.Options{DataDirs: []string{dir}, Log: steps.Indent(r.out), Progress: r.meterOptions("")})
 	if err != nil {
 		return err
 	}
@@ -313,7 +314,10 @@ func (r *restore) restoreSurvivor(ctx context.Context) error {
 	}
 	src := r.survivorDir()
 	fmt.Fprintf(r.out, "    copying %s to %s\n", src, cp)
-	if err := replay.Copy(src, cp); err != nil {
+	m := r.meter("copy "+src, 0) // Copy gives the total
+	err = replay.Copy(src, cp, m.Func())
+	m.Finish()
+	if err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -331,7 +335,9 @@ func (r *restore) restoreSurvivor(ctx context.Context) error {
 		fmt.Fprint(r.out, "; a torn last record cut off, as etcd does")
 	}
 	fmt.Fprintln(r.out)
-	a, err := replay.Apply(ctx, cp, l.LastIndex)
+	m = progress.New(r.out, "apply the WAL", 0, r.meterOptions("entries"))
+	a, err := replay.Apply(ctx, cp, l.LastIndex, m.Func())
+	m.Finish()
 	if err != nil {
 		return err
 	}

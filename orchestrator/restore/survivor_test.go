@@ -3,9 +3,12 @@ package restore_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/journal"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/progress"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/restore"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/survey"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/undo"
@@ -46,6 +50,7 @@ func keptDataDir(t *testing.T, root string) string {
 // acknowledged key is there, the revision is above the last one clients
 // saw, the cluster ID is new and the old data dir is kept byte for byte.
 func TestSurvivorDataRestoreKeepsEveryAcknowledgedWrite(t *testing.T) {
+	t.Setenv(progress.EveryEnv, "1ms") // the apply's lines as it goes, see checkApplyMeter
 	const keys = 300
 	for _, v := range []string{"3.4.23", "3.5.35", "3.6.16", "3.7.3"} {
 		t.Run(v, func(t *testing.T) {
@@ -64,11 +69,15 @@ func TestSurvivorDataRestoreKeepsEveryAcknowledgedWrite(t *testing.T) {
 
 			var out bytes.Buffer
 			err = restore.Run(context.Background(), restore.Options{Root: c.root, Source: plan.SourceSurvivorData,
-				Member: plan.Member{Name: c.m.MemberName, PeerURL: c.fm.PeerURL()}, Out: &out, DialTimeout: 200 * time.Millisecond})
+				Member: plan.Member{Name: c.m.MemberName, PeerURL: c.fm.PeerURL()}, Out: &out, DialTimeout: 200 * time.Millisecond,
+				Progress: progress.Lines})
 			if err != nil {
 				t.Fatalf("restore: %v\n%s", err, out.String())
 			}
 			t.Log(out.String())
+			if n := checkApplyMeter(t, out.String()); n == 0 {
+				t.Errorf("the apply counts no entries: the writes were meant to be only in the WAL")
+			}
 			if !strings.Contains(out.String(), "step 4/5 restore-survivor-data: done") {
 				t.Errorf("no restore-survivor-data step in:\n%s", out.String())
 			}
@@ -273,4 +282,113 @@ func TestResumedSurvivorRestoreCountsTheLeftCopyAsFree(t *testing.T) {
 		t.Errorf("the left copy %s is still there", left)
 	}
 	etcdtest.CheckKeys(t, startFromManifest(t, s), 0, s.Keys+s.Lost)
+}
+
+// TestSurvivorDataRestoreShowsProgress: a restore from the survivor's data
+// printing lines (not a terminal) shows how far the survey's read of the
+// WAL, the copy of the data dir and the apply of the WAL's entries got:
+// lines with a part of the total, a rate and the time left, and a summary
+// of the whole; with progress off (--json) none of them.
+func TestSurvivorDataRestoreShowsProgress(t *testing.T) {
+	t.Setenv(progress.EveryEnv, "1ms")
+	s := scene(t, profile.Kubeadm)
+	var out bytes.Buffer
+	o := survivorOptions(s, &out)
+	o.Progress = progress.Lines
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out.String())
+	}
+	log := out.String()
+	t.Log(log)
+	dataDir := filepath.Join(s.Root, s.Profile.DataDir)
+	kept := keptDataDir(t, s.Root)
+
+	// The copy: the kept data dir's files, the WAL's preallocated segment
+	// whole (tens of MiB), so it reports while it goes.
+	copied := meterLines(log, "copy "+kept+": ")
+	if len(copied) < 2 || !strings.Contains(strings.Join(copied, "\n"), "/s, ") || !strings.Contains(strings.Join(copied, "\n"), " left") {
+		t.Errorf("the copy's lines %q: want lines with a rate and the time left, and a summary", copied)
+	}
+	size := treeSize(t, filepath.Join(kept, "member"))
+	if len(copied) > 0 && !strings.HasPrefix(copied[len(copied)-1], progress.Bytes(size)+" in ") {
+		t.Errorf("the copy ends with %q, want a summary of the data dir's %s", copied[len(copied)-1], progress.Bytes(size))
+	}
+
+	// The survey read the WAL (as the data dir was then) before any change.
+	if wal := meterLines(log, "      read WAL "+filepath.Join(dataDir, "member", "wal")+": "); len(wal) == 0 || !strings.Contains(wal[len(wal)-1], " in ") {
+		t.Errorf("the survey's WAL read: %q, want a summary", wal)
+	}
+
+	checkApplyMeter(t, log)
+
+	// --json: nothing of it.
+	s = scene(t, profile.Kubeadm)
+	out.Reset()
+	o = survivorOptions(s, &out)
+	o.Progress = progress.ModeFor(&out, true)
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out.String())
+	}
+	rate := regexp.MustCompile(`[0-9] (B|[KMGTPE]iB|entries)/s\b| left$`)
+	for _, l := range strings.Split(out.String(), "\n") {
+		if rate.MatchString(l) {
+			t.Errorf("with --json: %q", l)
+		}
+	}
+}
+
+// checkApplyMeter wants the apply's meter to count the entries from the
+// backend's consistent index (the survey's "applied raft index") to the
+// WAL's last one, and returns how many.
+func checkApplyMeter(t *testing.T, log string) uint64 {
+	t.Helper()
+	var last, applied uint64
+	for _, l := range strings.Split(log, "\n") {
+		fmt.Sscanf(strings.TrimSpace(l), "WAL of the copy: entries to %d", &last)
+		if _, rest, ok := strings.Cut(l, ", applied raft index "); ok && strings.Contains(l, "backend: revision ") {
+			fmt.Sscanf(rest, "%d", &applied)
+		}
+	}
+	apply := meterLines(log, "apply the WAL: ")
+	want := fmt.Sprintf("%d entries in ", last-applied)
+	if last < applied || len(apply) == 0 || !strings.HasPrefix(apply[len(apply)-1], want) {
+		t.Errorf("the apply's lines %q: want a summary %q… (the WAL to %d, the backend at %d)", apply, want, last, applied)
+	}
+	for _, l := range apply[:max(len(apply), 1)-1] {
+		if !strings.HasSuffix(l, " entries/s") && !strings.HasSuffix(l, " left") || !strings.Contains(l, fmt.Sprintf(" of %d entries (", last-applied)) {
+			t.Errorf("the apply's line %q: want a part of %d entries, a rate, and the time left", l, last-applied)
+		}
+	}
+	return last - applied
+}
+
+// meterLines are the lines of log that start with label, label cut off.
+func meterLines(log, label string) []string {
+	var lines []string
+	for _, l := range strings.Split(log, "\n") {
+		if rest, ok := strings.CutPrefix(l, label); ok {
+			lines = append(lines, rest)
+		}
+	}
+	return lines
+}
+
+func treeSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		if name := d.Name(); strings.HasSuffix(name, ".tmp") || strings.HasSuffix(name, ".broken") {
+			return nil
+		}
+		info, err := d.Info()
+		n += info.Size()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

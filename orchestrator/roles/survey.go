@@ -10,6 +10,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/boot"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/progress"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/survey"
 )
@@ -89,6 +90,8 @@ func surveySteps(env *boot.Env, now func() time.Time) []steps.Step {
 // backend included) are reported as the master sees them.
 func runSurvey(env *boot.Env) (*survey.Report, error) {
 	o := survey.Options{Backups: []string{env.Backup}, Log: steps.Indent(env.Console)}
+	// Lines on the serial console, which is no terminal.
+	o.Progress = progress.Options{Mode: progress.ModeFor(o.Log, false)}
 	shown := map[string]string{} // host path in this image -> the master's path
 	if env.Root == "" {
 		fmt.Fprintln(env.Console, "    no master root attached: the survey covers the backup only")

@@ -2,6 +2,7 @@ package survey
 
 import (
 	"os"
+	"path/filepath"
 
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
 )
@@ -9,7 +10,7 @@ import (
 // readBackup verifies a backup (a snapshot file, a backup file or a folder
 // holding backups, of which the newest is taken) the way a restore does,
 // and reads how far its snapshot got.
-func readBackup(path, workDir string, logf func(string, ...any)) *Source {
+func readBackup(path, workDir string, logf func(string, ...any), meter meterFunc) *Source {
 	s := &Source{Kind: Backup, Path: path}
 	logf("backup %s:", path)
 	set, err := backup.FindWith(path, backup.FindOptions{AllowSnapshotOnly: true})
@@ -29,11 +30,13 @@ func readBackup(path, workDir string, logf func(string, ...any)) *Source {
 	}
 	logf("  verifying %s (sha256 trailer, bbolt's check, etcd's status)", firstNonEmpty(set.Snapshot, set.Resources))
 	var rep *backup.Report
-	err = withProgress(logf, "verifying "+path, func() error {
+	m := meter("  verify "+filepath.Base(path), 0) // Verify gives the total
+	err = guard(func() error {
 		var err error
-		rep, err = backup.Verify(set, backup.Options{SkipHashCheck: true, WorkDir: workDir})
+		rep, err = backup.Verify(set, backup.Options{SkipHashCheck: true, WorkDir: workDir, Progress: m.Func()})
 		return err
 	})
+	m.Finish()
 	if err != nil {
 		s.Error = err.Error()
 		logf("  %s", s.Error)

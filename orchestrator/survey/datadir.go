@@ -9,7 +9,7 @@ import (
 // readDataDir reads a survivor's data dir: its backend (what is applied)
 // and its WAL (what is committed, applied or not). What a restore from it
 // keeps is every committed entry the WAL holds.
-func readDataDir(dir string, logf func(string, ...any)) *Source {
+func readDataDir(dir string, logf func(string, ...any), meter meterFunc) *Source {
 	s := &Source{Kind: DataDir, Path: dir}
 	logf("data dir %s:", dir)
 	if _, err := os.Stat(dir); err != nil {
@@ -24,6 +24,10 @@ func readDataDir(dir string, logf func(string, ...any)) *Source {
 	}
 
 	dbPath := filepath.Join(dir, "member", "snap", "db")
+	// No meter here: the backend read touches a handful of pages (the
+	// meta pages, the path to the newest key, the members; bbolt loads no
+	// freelist read-only), not the file, and takes milliseconds whatever
+	// its size: a meter sized by the file would only jump to its end.
 	logf("  reading backend %s (read-only)", dbPath)
 	b, err := readBackend(dbPath)
 	if err != nil {
@@ -35,7 +39,7 @@ func readDataDir(dir string, logf func(string, ...any)) *Source {
 		logf("  backend: revision %d, applied raft index %d, %d members recorded", b.Revision, b.ConsistentIndex, len(b.Members))
 	}
 
-	w, err := readWAL(dir, logf)
+	w, err := readWAL(dir, logf, meter)
 	if err != nil {
 		s.Error = join(s.Error, err.Error())
 		logf("  %s", err)

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/progress"
 )
 
 // Kind is what a source is.
@@ -111,7 +113,14 @@ type Options struct {
 	WorkDir string
 	// Log receives a line for everything read; nil discards them.
 	Log io.Writer
+	// Progress is how the long reads (a WAL, a backup's checks) show
+	// bytes done, rate and time left on Log; the zero value (progress.Off,
+	// for --json) shows nothing.
+	Progress progress.Options
 }
+
+// meterFunc starts a meter for a read of total bytes.
+type meterFunc func(label string, total int64) *progress.Meter
 
 // Run reads every source and ranks them. Only a survey without any source
 // is an error: a damaged source is reported in its row.
@@ -124,12 +133,13 @@ func Run(o Options) (*Report, error) {
 		logw = io.Discard
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(logw, format+"\n", args...) }
+	meter := func(label string, total int64) *progress.Meter { return progress.New(logw, label, total, o.Progress) }
 	var sources []*Source
 	for _, d := range o.DataDirs {
-		sources = append(sources, readDataDir(d, logf))
+		sources = append(sources, readDataDir(d, logf, meter))
 	}
 	for _, b := range o.Backups {
-		sources = append(sources, readBackup(b, o.WorkDir, logf))
+		sources = append(sources, readBackup(b, o.WorkDir, logf, meter))
 	}
 	return rank(sources), nil
 }
@@ -137,20 +147,14 @@ func Run(o Options) (*Report, error) {
 // progressEvery is how often a long read says it is still going.
 var progressEvery = 5 * time.Second
 
-// withProgress runs a read that gives no progress of its own and prints
-// a line every progressEvery while it runs. A panic in the read (etcd's
-// decoders panic on some damaged records) becomes its error.
+// withProgress runs a read that gives no progress of its own, and that
+// nothing outside can measure, and prints a line every progressEvery while
+// it runs. A panic in the read (etcd's decoders panic on some damaged
+// records) becomes its error.
 func withProgress(logf func(string, ...any), what string, read func() error) error {
 	done := make(chan error, 1)
 	start := time.Now()
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				done <- fmt.Errorf("%v", p)
-			}
-		}()
-		done <- read()
-	}()
+	go func() { done <- guard(read) }()
 	tick := time.NewTicker(progressEvery)
 	defer tick.Stop()
 	for {
@@ -161,6 +165,17 @@ func withProgress(logf func(string, ...any), what string, read func() error) err
 			logf("  still %s (%s)", what, time.Since(start).Round(time.Second))
 		}
 	}
+}
+
+// guard runs read, a panic in it (etcd's and bbolt's decoders panic on
+// some damaged records) becoming its error.
+func guard(read func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	return read()
 }
 
 func humanBytes(n int64) string {

@@ -59,7 +59,7 @@ var walLogger = zap.NewNop()
 // vouches for, like etcd at start, but only with files opened read-only:
 // etcd's Snapshotter is not used because loading renames broken snapshot
 // files and deletes leftover db.tmp files.
-func readWAL(dataDir string, logf func(string, ...any)) (w *WAL, err error) {
+func readWAL(dataDir string, logf func(string, ...any), meter meterFunc) (w *WAL, err error) {
 	defer func() {
 		if p := recover(); p != nil { // etcd's Must* decoders panic on bad records
 			w, err = nil, fmt.Errorf("WAL in %s is damaged: %v", dataDir, p)
@@ -89,21 +89,51 @@ func readWAL(dataDir string, logf func(string, ...any)) (w *WAL, err error) {
 		}
 	}
 
+	// The newest segment alone first: where its records end (etcd
+	// preallocates it, and its reader stops there) and whether the last
+	// one is torn.
+	newest := filepath.Join(w.Dir, segs[len(segs)-1].name)
+	newestEnd, torn := recordsEnd(newest)
+
 	logf("  reading WAL %s: %d segment(s), %s, from raft snapshot index %d", w.Dir, w.Segments, humanBytes(w.Bytes), w.SnapshotIndex)
+	before := walFDs(w.Dir)
 	r, err := wal.OpenForRead(walLogger, w.Dir, start)
 	if err != nil {
 		return nil, fmt.Errorf("open WAL %s: %w", w.Dir, err)
 	}
+	defer r.Close()
 	var (
 		metadata []byte
 		state    *raftpb.HardState
 	)
-	err = withProgress(logf, "reading WAL "+w.Dir, func() error {
+	readAll := func() error {
 		var err error
 		metadata, state, w.entries, err = r.ReadAll()
 		return err
-	})
-	r.Close()
+	}
+	if fds, total := newFDs(before, walFDs(w.Dir)); len(fds) > 0 {
+		// The total is what the reader reads: the segments it opened
+		// (from the raft snapshot's on), the newest up to where its
+		// records end. Its buffer reads a little past that: done is
+		// kept within the total, and it closes the files at its end,
+		// when the last offsets can no longer be read: a read that
+		// succeeded has read the total.
+		for _, fd := range fds {
+			if fd.name == filepath.Base(newest) && newestEnd >= 0 {
+				total += newestEnd - fd.size
+			}
+		}
+		m := meter("  read WAL "+w.Dir, total)
+		defer m.Finish()
+		var read int64
+		err = m.Follow(func() int64 { read = min(total, max(read, readOffset(fds))); return read }, readAll)
+		if err == nil {
+			m.Set(total, 0)
+		}
+	} else {
+		// Without /proc nothing tells how far etcd's reader got.
+		err = withProgress(logf, "reading WAL "+w.Dir, readAll)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("WAL %s is damaged: %w (etcd refuses to start from it)", w.Dir, err)
 	}
@@ -118,9 +148,7 @@ func readWAL(dataDir string, logf func(string, ...any)) (w *WAL, err error) {
 	if n := len(w.entries); n > 0 {
 		w.LastIndex, w.LastTerm = w.entries[n-1].GetIndex(), w.entries[n-1].GetTerm()
 	}
-	if len(segs) > 0 {
-		w.TornTail = tornTail(filepath.Join(w.Dir, segs[len(segs)-1].name))
-	}
+	w.TornTail = torn
 	return w, nil
 }
 
@@ -196,13 +224,15 @@ func newestRaftSnapshot(snapDir string, walSnaps []*walpb.Snapshot, logf func(st
 	return nil
 }
 
-// tornTail decodes the newest segment alone and says where its last record
-// is cut short, or "" when it ends cleanly. A segment starts with a CRC
-// record, so it can be checked on its own.
-func tornTail(path string) string {
+// recordsEnd decodes the newest segment alone and says where its records
+// end (its reader stops there; etcd preallocates the rest), -1 when it
+// cannot be read, and where its last record is cut short, "" when it ends
+// cleanly. A segment starts with a CRC record, so it can be checked on
+// its own.
+func recordsEnd(path string) (end int64, torn string) {
 	f, err := os.Open(path)
 	if err != nil {
-		return ""
+		return -1, ""
 	}
 	defer f.Close()
 	d := wal.NewDecoder(fileutil.NewFileReader(f))
@@ -216,8 +246,10 @@ func tornTail(path string) string {
 			}
 			continue
 		case errors.Is(err, io.ErrUnexpectedEOF):
-			return fmt.Sprintf("%s is cut short after byte %d", filepath.Base(path), d.LastOffset())
+			return d.LastOffset(), fmt.Sprintf("%s is cut short after byte %d", filepath.Base(path), d.LastOffset())
+		case errors.Is(err, io.EOF):
+			return d.LastOffset(), ""
 		}
-		return ""
+		return -1, ""
 	}
 }

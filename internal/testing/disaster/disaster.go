@@ -17,6 +17,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/internal/testing/fixture"
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/tmpdirs"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/profile"
@@ -229,13 +230,15 @@ func (s *Scene) SingleFileBackup(t testing.TB) string {
 
 // Outliving wraps t so that a scene staged with it outlives the test that
 // staged it (tests of a package share one staged scene and copy it): its
-// temporary folders are not removed at the test's end.
+// temporary folders are not removed at the test's end. They are named for
+// the test process (see tmpdirs), and a later test process removes them
+// once this one has ended.
 func Outliving(t *testing.T) testing.TB { return &outliving{T: t} }
 
 type outliving struct{ *testing.T }
 
 func (o *outliving) TempDir() string {
-	d, err := os.MkdirTemp("", "etcd-rescue-scene-")
+	d, err := tmpdirs.Make("etcd-rescue-scene-")
 	if err != nil {
 		o.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/tmpdirs"
 )
 
 var (
@@ -26,7 +28,9 @@ var (
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "etcd-rescue-etcd-bin-")
+		// Shared by the test binary's tests, so not removed at a test's
+		// end: a later test process removes it once this one has ended.
+		dir, err := tmpdirs.Make("etcd-rescue-etcd-bin-")
 		if err != nil {
 			buildErr = err
 			return
