@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // tarEntry is one entry of a test tarball.
@@ -277,5 +278,37 @@ func TestVerifyReadsASingleFileOnce(t *testing.T) {
 	defer rep.Close()
 	if *opens != 2 || set.Snapshot == "" {
 		t.Errorf("the longer way: %d opens, Set.Snapshot %q", *opens, set.Snapshot)
+	}
+}
+
+// TestStageTarballStopsOnCancel: a canceled pass stops within moments in
+// the middle of a large snapshot entry, and leaves nothing staged.
+func TestStageTarballStopsOnCancel(t *testing.T) {
+	zeros := make([]byte, 1<<20)
+	dir := t.TempDir()
+	p := writeTar(t, dir, "snapshot_db_kuberesources_x.tar.gz", gzip.BestSpeed, func(tw *tar.Writer) {
+		if err := tw.WriteHeader(&tar.Header{Name: "snapshot.db", Typeflag: tar.TypeReg, Mode: 0o644, Size: 512<<20 + sha256.Size}); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 512; i++ {
+			tw.Write(zeros)
+		}
+		tw.Write(zeros[:sha256.Size])
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(30*time.Millisecond, cancel)
+	start := time.Now()
+	staged := filepath.Join(dir, "db")
+	_, _, err := StageTarball(ctx, p, TarCheck{Budget: 1 << 30}, staged, false, nil)
+	took := time.Since(start)
+	t.Logf("%v after %s", err, took)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "stopped") {
+		t.Fatalf("err = %v, want it stopped by the cancel", err)
+	}
+	if took > 2*time.Second {
+		t.Errorf("stopped after %s", took)
+	}
+	if _, err := os.Stat(staged); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the staged copy is left behind (%v)", err)
 	}
 }

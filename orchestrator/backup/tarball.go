@@ -113,9 +113,11 @@ func walkTar(ctx context.Context, p string, read func(int64), fn func(*tar.Heade
 		return err
 	}
 	defer f.Close()
-	// Reads of a MiB stream from a USB stick or a network volume at its
-	// full rate, and keep the progress calls few.
-	gz, err := gzip.NewReader(bufio.NewReaderSize(ctxReader{ctx, countReader{f, read}}, 1<<20))
+	// The file is read a MiB at a time, which streams from a USB stick or a
+	// network volume at its full rate and keeps the progress calls few;
+	// gzip's own small reads check ctx, as a MiB of zeros inflates to
+	// hundreds.
+	gz, err := gzip.NewReader(ctxReader{ctx, bufio.NewReaderSize(countReader{f, read}, 1<<20)})
 	if err != nil {
 		return fmt.Errorf("not a gzip file: %w", err)
 	}
