@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -204,4 +205,63 @@ func TestBadSingleFileBackupFailsClearlyAndChangesNothing(t *testing.T) {
 			return append(es, tarEntry{tar.Header{Name: "/etc/shadow", Typeflag: tar.TypeReg, Mode: 0o600}, []byte("x")})
 		}, nil), "absolute path"},
 	})
+}
+
+// TestSingleFileDryRunExtractsOutsideTheRoot: a dry run does not stage; it
+// reads the single-file backup the longer way, extracting the snapshot to
+// a temporary folder it removes, and changes nothing.
+func TestSingleFileDryRunExtractsOutsideTheRoot(t *testing.T) {
+	s := scene(t, profile.OpenShift43)
+	s.SingleFileBackup(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	before, snap := disaster.TreeHash(t, s.Root), disaster.Snap(t, s.Root)
+	var out bytes.Buffer
+	o := options(s, &out)
+	o.DryRun = true
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("dry run: %v\n%s", err, out.String())
+	}
+	if disaster.TreeHash(t, s.Root) != before {
+		t.Fatalf("the dry run changed the root: %v", snap.Changes(t))
+	}
+	for _, want := range []string{"single-file", "restore-snapshot: would run: restore " + tmp} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the plan lacks %q:\n%s", want, out.String())
+		}
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("the dry run left %v in TMPDIR", left)
+	}
+}
+
+// TestSingleFileOnAFullDiskResumes: a data dir too full for the staging
+// copy has verify-backup read the backup the longer way (extracted to the
+// work folder), the restore fails on the full disk with the old data kept,
+// and once space is freed the same command stages in one pass and restores.
+func TestSingleFileOnAFullDiskResumes(t *testing.T) {
+	s := scene(t, profile.Kubeadm)
+	s.SingleFileBackup(t)
+	dataDir := filepath.Join(s.Root, s.Profile.DataDir)
+	moveIntoMount(t, dataDir, "200m")
+	filler := filepath.Join(dataDir, "filler")
+	exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=64k").Run()
+	var out bytes.Buffer
+	o := options(s, &out)
+	o.DiskFree = func(string) (uint64, error) { return 1 << 40, nil }
+	err := restore.Run(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "no space left on device") || !strings.Contains(out.String(), "cannot be staged") {
+		t.Fatalf("restore on a full disk: err = %v\n%s", err, out.String())
+	}
+	if err := os.Remove(filepath.Join(dataDir, "etcd-rescue-kept-"+runID(t, out.String()), "filler")); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := restore.Run(context.Background(), o); err != nil {
+		t.Fatalf("re-run after freeing space: %v\n%s", err, out.String())
+	}
+	if strings.Contains(out.String(), "cannot be staged") {
+		t.Errorf("the re-run did not stage:\n%s", out.String())
+	}
+	s.CheckRestored(t, startFromManifest(t, s))
 }
