@@ -53,16 +53,20 @@ func (r *restore) checkSnapshot(ctx context.Context, path string) (*backup.Snaps
 // checkSingleFile is checkSnapshot for a single-file backup: the
 // verify-backup step's one read of the .tar.gz checks its entries and
 // stages the snapshot entry as it streams past (backup.StageTarball).
-// Where checkSnapshot would only read (see there), it returns nothing and
-// the backup is read the longer way (backup.VerifyContext): the tarball is
-// checked, its snapshot extracted into the work dir, and that copy read
-// by checkSnapshot, which stages it when that is possible after all.
-func (r *restore) checkSingleFile(ctx context.Context, tarball string, c backup.TarCheck) (*backup.TarInfo, *backup.SnapshotInfo, error) {
+// Where checkSnapshot would only read (see there), and when the staging
+// copy cannot be written, it returns nothing and the backup is read the
+// longer way (backup.VerifyContext): the tarball is checked, its snapshot
+// extracted into the work dir and that copy read by checkSnapshot, three
+// reads of the snapshot's bytes; the restore-snapshot step stages that copy.
+func (r *restore) checkSingleFile(ctx context.Context, tarball string, c backup.TarCheck) (ti *backup.TarInfo, info *backup.SnapshotInfo, err error) {
 	r.staged, r.noStaging = "", false
 	if !r.mayStage() {
 		return nil, nil, nil
 	}
-	ti, info, db, err := r.stageTarball(ctx, tarball, c)
+	db, err := r.stage(ctx, tarball, func(db string, p backup.Progress) (err error) {
+		ti, info, err = backup.StageTarball(ctx, tarball, c, db, r.o.SkipHashCheck, p)
+		return err
+	})
 	switch {
 	case errors.Is(err, backup.ErrStaging):
 		fmt.Fprintf(r.out, "    the snapshot cannot be staged in the data dir (%v): checking the backup without staging it\n", err)
@@ -87,19 +91,10 @@ func (r *restore) mayStage() bool {
 	return err == nil && st.IsDir()
 }
 
-// stageTarball stages a single-file backup's snapshot in one pass over
-// the tarball (see checkSingleFile).
-func (r *restore) stageTarball(ctx context.Context, tarball string, c backup.TarCheck) (ti *backup.TarInfo, info *backup.SnapshotInfo, db string, err error) {
-	db, err = r.stage(ctx, tarball, func(db string, p backup.Progress) (err error) {
-		ti, info, err = backup.StageTarball(ctx, tarball, c, db, r.o.SkipHashCheck, p)
-		return err
-	})
-	return ti, info, db, err
-}
-
-// stage has copy write and check the staged db file from the backup file
-// src, in a fresh staging folder, removed again on any error.
-func (r *restore) stage(ctx context.Context, src string, copy func(db string, p backup.Progress) error) (db string, err error) {
+// stage has write copy the backup file src into the staged db file and
+// check it,
+// in a fresh staging folder, removed again on any error.
+func (r *restore) stage(ctx context.Context, src string, write func(db string, p backup.Progress) error) (db string, err error) {
 	staging := r.stagingDir()
 	if err := os.RemoveAll(staging); err != nil {
 		return "", fmt.Errorf("%w: %w", backup.ErrStaging, err)
@@ -117,7 +112,7 @@ func (r *restore) stage(ctx context.Context, src string, copy func(db string, p 
 	}
 	m := r.meter("stage "+filepath.Base(src), 0)
 	defer m.Finish()
-	if err := copy(db, m.Func()); err != nil {
+	if err := write(db, m.Func()); err != nil {
 		return "", err
 	}
 	return db, nil
