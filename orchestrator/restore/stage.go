@@ -91,9 +91,8 @@ func (r *restore) mayStage() bool {
 	return err == nil && st.IsDir()
 }
 
-// stage has write copy the backup file src into the staged db file and
-// check it,
-// in a fresh staging folder, removed again on any error.
+// stage has write copy the backup file src into the staged db file, in a
+// fresh staging folder, and check it; the folder is removed on any error.
 func (r *restore) stage(ctx context.Context, src string, write func(db string, p backup.Progress) error) (db string, err error) {
 	staging := r.stagingDir()
 	if err := os.RemoveAll(staging); err != nil {
