@@ -132,6 +132,13 @@ func (m *bothMeter) set(i int, n int64) {
 	m.progress(m.done[0]+m.done[1], m.total)
 }
 
+// grow adds n bytes to the total (the size of a part learnt on the way).
+func (m *bothMeter) grow(n int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.total += n
+}
+
 func (m *bothMeter) finish() {
 	if m.progress != nil {
 		m.progress(m.total, m.total)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -40,20 +41,35 @@ func StageSnapshot(ctx context.Context, src, dst string, skipHashCheck bool, pro
 	if info.HasHash, err = trailerRule(src, st.Size(), skipHashCheck); err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			if rerr := os.Remove(dst); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-				err = fmt.Errorf("%w (and removing the staged copy %s failed: %v)", err, dst, rerr)
-			}
-		}
-	}()
+	defer removeStaged(dst, &err)
 	meter := &bothMeter{progress: progress, total: 2 * st.Size()}
 
 	if err := copyHashed(ctx, src, dst, st.Size(), info.HasHash, func(n int64) { meter.set(0, n) }); err != nil {
 		return nil, err
 	}
+	if err := checkStaged(ctx, dst, info, meter); err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
+// removeStaged removes the staged copy dst when *err is set.
+func removeStaged(dst string, err *error) {
+	if *err == nil {
+		return
+	}
+	if rerr := os.Remove(dst); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		*err = fmt.Errorf("%w (and removing the staged copy %s failed: %v)", *err, dst, rerr)
+	}
+}
+
+// checkStaged is staging's part after the copy to dst of the snapshot
+// info describes: the structure check while dst is in the page cache
+// (progress: meter's second part), the status figures, and the free list
+// synced into dst. It fills info's Check and Status.
+func checkStaged(ctx context.Context, dst string, info *SnapshotInfo, meter *bothMeter) error {
 	defer startWriteback(dst)()
-	size := st.Size()
+	size := info.Size
 	if info.HasHash {
 		size -= sha256.Size
 	}
@@ -65,20 +81,20 @@ func StageSnapshot(ctx context.Context, src, dst string, skipHashCheck bool, pro
 	})
 	if err != nil {
 		if _, damaged := boltcheck.KindOf(err); damaged {
-			return nil, fmt.Errorf("snapshot %s fails etcd's integrity check: %w; use another backup", src, err)
+			return fmt.Errorf("snapshot %s fails etcd's integrity check: %w; use another backup", info.Path, err)
 		}
-		return nil, fmt.Errorf("snapshot %s: %w", src, err)
+		return fmt.Errorf("snapshot %s: %w", info.Path, err)
 	}
 	// etcd writes no free list: without one, every read-write open of the
 	// copy (the restore's edits) would rebuild it by walking every page.
 	if err := boltcheck.SyncFreelist(dst, rep); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrStaging, err)
+		return fmt.Errorf("%w: %w", ErrStaging, err)
 	}
 	rep.Unreachable = nil
 	meter.finish()
 	info.Check = rep
 	info.Status = sum.status(rep)
-	return info, nil
+	return nil
 }
 
 // trailerRule says whether a snapshot of size bytes has etcd's sha256
@@ -130,17 +146,26 @@ func copyHashed(ctx context.Context, src, dst string, size int64, trailer bool, 
 		return fmt.Errorf("snapshot %s: copy: %w", src, err)
 	}
 	if trailer {
-		want := make([]byte, sha256.Size)
-		if _, err := io.ReadFull(in, want); err != nil {
-			return fmt.Errorf("read snapshot trailer %s: %w", src, err)
-		}
-		if got := h.Sum(nil); !bytes.Equal(got, want) {
-			return fmt.Errorf("snapshot %s is damaged: its sha256 is %x but its trailer says %x; use another backup", src, got[:8], want[:8])
+		if err := matchTrailer(src, h, in); err != nil {
+			return err
 		}
 		progress(size)
 	}
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("stage snapshot %s: %w: %w", dst, ErrStaging, err)
+	}
+	return nil
+}
+
+// matchTrailer reads the sha256 trailer of the snapshot name from r and
+// compares it with h, the hash of what came before it.
+func matchTrailer(name string, h hash.Hash, r io.Reader) error {
+	want := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(r, want); err != nil {
+		return fmt.Errorf("read snapshot trailer %s: %w", name, err)
+	}
+	if got := h.Sum(nil); !bytes.Equal(got, want) {
+		return fmt.Errorf("snapshot %s is damaged: its sha256 is %x but its trailer says %x; use another backup", name, got[:8], want[:8])
 	}
 	return nil
 }
@@ -208,7 +233,7 @@ func kernelCopy(ctx context.Context, in, out *os.File, n int64, h io.Writer, pro
 
 // bufferCopy copies n bytes from in to out through a buffer, hashing them
 // (h nil: not).
-func bufferCopy(ctx context.Context, in, out *os.File, n int64, h io.Writer, progress func(int64)) error {
+func bufferCopy(ctx context.Context, in io.Reader, out *os.File, n int64, h io.Writer, progress func(int64)) error {
 	var done int64
 	wrote := make(chan error, 1)
 	return readChunks(ctx, in, n, func(b []byte) error {

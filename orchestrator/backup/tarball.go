@@ -2,6 +2,7 @@ package backup
 
 import (
 	"archive/tar"
+	"bufio"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -48,6 +49,13 @@ type TarCheck struct {
 // folder, device nodes and fifos, entries past the size budget, and more
 // entries than MaxEntries. It stops promptly when ctx is canceled.
 func CheckTarball(ctx context.Context, p string, c TarCheck) (*TarInfo, error) {
+	return checkTarball(ctx, p, c, nil, nil)
+}
+
+// checkTarball is CheckTarball; with c.Single, snapshot (if set) is given
+// the snapshot entry's body to read, in the same pass (StageTarball), and
+// read (if set) is told the bytes of each read of the compressed file.
+func checkTarball(ctx context.Context, p string, c TarCheck, read func(int64), snapshot func(*tar.Header, io.Reader) error) (*TarInfo, error) {
 	info := &TarInfo{Path: p}
 	budget := c.Budget
 	if budget == 0 {
@@ -57,7 +65,7 @@ func CheckTarball(ctx context.Context, p string, c TarCheck) (*TarInfo, error) {
 	if maxEntries == 0 {
 		maxEntries = DefaultMaxEntries
 	}
-	err := walkTar(ctx, p, func(h *tar.Header, _ io.Reader) error {
+	err := walkTar(ctx, p, read, func(h *tar.Header, r io.Reader) error {
 		if err := checkEntry(h); err != nil {
 			return err
 		}
@@ -79,6 +87,9 @@ func CheckTarball(ctx context.Context, p string, c TarCheck) (*TarInfo, error) {
 				return fmt.Errorf("two snapshots (%s and %s) in one backup file", info.Snapshot, name)
 			}
 			info.Snapshot = name
+			if snapshot != nil {
+				return snapshot(h, r)
+			}
 		}
 		return nil
 	})
@@ -94,14 +105,19 @@ func CheckTarball(ctx context.Context, p string, c TarCheck) (*TarInfo, error) {
 
 // walkTar calls fn for each entry of a .tar.gz, reading every byte so that
 // gzip's checksum and a truncated stream are caught. Every read checks ctx,
-// so a canceled walk stops within one buffer.
-func walkTar(ctx context.Context, p string, fn func(*tar.Header, io.Reader) error) error {
-	f, err := os.Open(p)
+// so a canceled walk stops within one buffer. read, if set, is told the
+// bytes of each read of the compressed file.
+func walkTar(ctx context.Context, p string, read func(int64), fn func(*tar.Header, io.Reader) error) error {
+	f, err := openTarball(p)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	gz, err := gzip.NewReader(ctxReader{ctx, f})
+	// The file is read a MiB at a time, which streams from a USB stick or a
+	// network volume at its full rate and keeps the progress calls few;
+	// gzip's own small reads check ctx, as a MiB of zeros inflates to
+	// hundreds.
+	gz, err := gzip.NewReader(ctxReader{ctx, bufio.NewReaderSize(countReader{f, read}, 1<<20)})
 	if err != nil {
 		return fmt.Errorf("not a gzip file: %w", err)
 	}
@@ -145,6 +161,23 @@ func walkTar(ctx context.Context, p string, fn func(*tar.Header, io.Reader) erro
 
 // maxTrailer bounds the bytes after a tar archive's end marker.
 const maxTrailer = 1 << 20
+
+// openTarball opens a tarball for walkTar (tests count its reads).
+var openTarball = func(p string) (io.ReadCloser, error) { return os.Open(p) }
+
+// countReader tells read (if set) the bytes of each read.
+type countReader struct {
+	r    io.Reader
+	read func(int64)
+}
+
+func (c countReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	if c.read != nil && n > 0 {
+		c.read(int64(n))
+	}
+	return n, err
+}
 
 // ctxReader fails its reads once ctx is done.
 type ctxReader struct {

@@ -31,6 +31,11 @@ type Options struct {
 	// Snapshot, if set, checks the snapshot in place of VerifySnapshot
 	// (a restore stages it with StageSnapshot, reading it once).
 	Snapshot func(ctx context.Context, path string) (*SnapshotInfo, error)
+	// SingleFile, if set, checks a single-file backup's tarball and its
+	// snapshot in one pass, in place of CheckTarball, the extraction and
+	// Snapshot (a restore stages the snapshot with StageTarball). Nil infos
+	// and a nil error have Verify take that longer way instead.
+	SingleFile func(ctx context.Context, tarball string, c TarCheck) (*TarInfo, *SnapshotInfo, error)
 }
 
 // Report is what Verify found.
@@ -67,7 +72,9 @@ func Verify(set *Set, o Options) (*Report, error) {
 // extracted, and ctx stops the walk promptly. A single-file backup's
 // snapshot is extracted to a scratch copy: on an error it is removed
 // before VerifyContext returns, on success the caller removes it with
-// Report.Close once it is done with Set.Snapshot.
+// Report.Close once it is done with Set.Snapshot. When Options.SingleFile
+// reads the backup instead, nothing is extracted and Set.Snapshot stays
+// empty.
 func VerifyContext(ctx context.Context, set *Set, o Options) (rep *Report, err error) {
 	r := &Report{Set: set}
 	defer func() {
@@ -77,8 +84,15 @@ func VerifyContext(ctx context.Context, set *Set, o Options) (rep *Report, err e
 			}
 		}
 	}()
-	if set.Resources != "" {
-		ti, err := CheckTarball(ctx, set.Resources, TarCheck{Budget: o.Budget, MaxEntries: o.MaxEntries, Single: set.Form == SingleFile})
+	tc := TarCheck{Budget: o.Budget, MaxEntries: o.MaxEntries, Single: set.Form == SingleFile}
+	var si *SnapshotInfo
+	if set.Form == SingleFile && set.Snapshot == "" && o.SingleFile != nil {
+		if r.Resources, si, err = o.SingleFile(ctx, set.Resources, tc); err != nil {
+			return nil, err
+		}
+	}
+	if set.Resources != "" && r.Resources == nil {
+		ti, err := CheckTarball(ctx, set.Resources, tc)
 		if err != nil {
 			return nil, err
 		}
@@ -95,15 +109,16 @@ func VerifyContext(ctx context.Context, set *Set, o Options) (rep *Report, err e
 			set.Snapshot = p
 		}
 	}
-	check := o.Snapshot
-	if check == nil {
-		check = func(ctx context.Context, path string) (*SnapshotInfo, error) {
-			return VerifySnapshot(ctx, path, o.SkipHashCheck, o.Progress)
+	if si == nil {
+		check := o.Snapshot
+		if check == nil {
+			check = func(ctx context.Context, path string) (*SnapshotInfo, error) {
+				return VerifySnapshot(ctx, path, o.SkipHashCheck, o.Progress)
+			}
 		}
-	}
-	si, err := check(ctx, set.Snapshot)
-	if err != nil {
-		return nil, err
+		if si, err = check(ctx, set.Snapshot); err != nil {
+			return nil, err
+		}
 	}
 	r.Snapshot = si
 	if !si.HasHash {
@@ -141,7 +156,7 @@ func extractSnapshot(ctx context.Context, tarPath, entry, workDir string) (out s
 		return "", nil, err
 	}
 	found := false
-	err = walkTar(ctx, tarPath, func(h *tar.Header, r io.Reader) error {
+	err = walkTar(ctx, tarPath, nil, func(h *tar.Header, r io.Reader) error {
 		if found || h.Typeflag != tar.TypeReg || clean(h.Name) != entry {
 			return nil
 		}

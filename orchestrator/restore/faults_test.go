@@ -187,6 +187,11 @@ func TestBadInputFailsClearlyAndChangesNothing(t *testing.T) {
 		{"survivor-data and a backup both given", func(_ *testing.T, _ *disaster.Scene, o *restore.Options) { o.Source = plan.SourceSurvivorData },
 			"both a backup and the survivor's data dir given"},
 	}
+	runFaults(t, faults)
+}
+
+// runFaults runs each fault on its own copy of the OpenShift 4.3 scene.
+func runFaults(t *testing.T, faults []fault) {
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
 			s := scene(t, profile.OpenShift43)

@@ -39,7 +39,8 @@ func (r *restore) verifyBackupStep() steps.Step {
 			if err != nil {
 				return err
 			}
-			rep, err := backup.VerifyContext(ctx, set, backup.Options{SkipHashCheck: r.o.SkipHashCheck, WorkDir: wd, Snapshot: r.checkSnapshot})
+			rep, err := backup.VerifyContext(ctx, set, backup.Options{SkipHashCheck: r.o.SkipHashCheck, WorkDir: wd,
+				Snapshot: r.checkSnapshot, SingleFile: r.checkSingleFile})
 			if err != nil {
 				return err
 			}

@@ -192,6 +192,9 @@ type restore struct {
 	// staged is the snapshot's copy in the staging folder, written and
 	// checked by this process's verify-backup step; "" when there is none.
 	staged string
+	// noStaging says staging a single-file backup's snapshot failed to
+	// write: the verify-backup step does not try it again.
+	noStaging bool
 }
 
 func (r *restore) now() time.Time {
@@ -322,8 +325,9 @@ func (r *restore) abs(rel string) string {
 	return p
 }
 
-// workDir holds files the run extracts (the snapshot of a single-file
-// backup). A dry run uses a temporary folder outside the root.
+// workDir holds files the run extracts: the snapshot of a single-file
+// backup when the verify-backup step does not stage it in one pass (see
+// checkSingleFile). A dry run uses a temporary folder outside the root.
 func (r *restore) workDir() (string, error) {
 	if r.o.DryRun {
 		d, err := os.MkdirTemp("", "etcd-rescue-dry-run-")

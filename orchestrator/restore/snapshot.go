@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
+	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/plan"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/steps"
 )
@@ -34,7 +35,7 @@ func (r *restore) restoreSnapshotStep() steps.Step {
 		Describe: func() string {
 			bump, why := r.bump()
 			return fmt.Sprintf("restore %s into %s as member %s (%s) of a new cluster (token %s, cluster ID %s); revision bump %d (%s), marked compacted",
-				r.set.Snapshot, r.abs(r.prof.DataDir), r.member.Name, r.member.PeerURL, r.token(), r.clusterID(), bump, why)
+				r.snapshotName(), r.abs(r.prof.DataDir), r.member.Name, r.member.PeerURL, r.token(), r.clusterID(), bump, why)
 		},
 		Check: r.checkRestored,
 		Run:   func(ctx context.Context) error { return r.restoreSnapshot(ctx) },
@@ -228,19 +229,39 @@ func (r *restore) commitStaged(ctx context.Context, staging, dataDir string) err
 }
 
 // restage stages the snapshot the verify-backup step checked, and refuses
-// it if it is not the same one any more.
+// it if it is not the same one any more. A single-file backup whose
+// snapshot that step staged in one pass (nothing extracted) is read in one
+// pass again, a second read of the tarball; one it extracted is staged
+// from the extracted copy.
 func (r *restore) restage(ctx context.Context, staging string) error {
-	info, db, err := r.stage(ctx, r.set.Snapshot) // starts staging anew
+	var info *backup.SnapshotInfo
+	db, err := r.stage(ctx, r.snapshotName(), func(db string, p backup.Progress) (err error) {
+		if r.set.Snapshot == "" {
+			_, info, err = backup.StageTarball(ctx, r.set.Resources, backup.TarCheck{}, db, r.o.SkipHashCheck, p)
+			return err
+		}
+		info, err = backup.StageSnapshot(ctx, r.set.Snapshot, db, r.o.SkipHashCheck, p)
+		return err
+	}) // starts staging anew
 	if err != nil {
 		return err
 	}
 	if want := r.report.Snapshot.Status; info.Status != want {
 		os.RemoveAll(staging)
 		return fmt.Errorf("snapshot %s changed since the verify-backup step (hash %08x, now %08x): re-run to verify it again",
-			r.set.Snapshot, want.Hash, info.Status.Hash)
+			r.snapshotName(), want.Hash, info.Status.Hash)
 	}
 	r.staged = db
 	return nil
+}
+
+// snapshotName names the snapshot the verify-backup step checked: its
+// file, or the entry of a single-file backup staged in one pass.
+func (r *restore) snapshotName() string {
+	if r.set.Snapshot == "" && r.report != nil && r.report.Snapshot != nil {
+		return r.report.Snapshot.Path
+	}
+	return r.set.Snapshot
 }
 
 // chownDataDir gives the restored files the old data dir's owner.

@@ -20,11 +20,10 @@ import (
 // data); a damaged snapshot removes it before the error is returned, and a
 // run that fails later removes it too (dropStaged).
 //
-// A dry run, a run whose restore is already committed, and a data dir that
-// does not exist as a folder only read the snapshot (nothing is written
-// for them), as does a staging copy that cannot be written (a read-only
-// root, a full disk): the checks that follow name those, and the
-// restore-snapshot step stages the snapshot itself.
+// Where mayStage says no, the snapshot is only read, as it is when the
+// staging copy cannot be written (a read-only root, a full disk): the
+// checks that follow name those, and the restore-snapshot step stages the
+// snapshot itself.
 func (r *restore) checkSnapshot(ctx context.Context, path string) (*backup.SnapshotInfo, error) {
 	r.staged = ""
 	verify := func() (*backup.SnapshotInfo, error) {
@@ -32,13 +31,14 @@ func (r *restore) checkSnapshot(ctx context.Context, path string) (*backup.Snaps
 		defer m.Finish()
 		return backup.VerifySnapshot(ctx, path, r.o.SkipHashCheck, m.Func())
 	}
-	if r.o.DryRun || r.restoreCommitted() {
+	if !r.mayStage() {
 		return verify()
 	}
-	if st, err := os.Stat(r.abs(r.prof.DataDir)); err != nil || !st.IsDir() {
-		return verify()
-	}
-	info, db, err := r.stage(ctx, path)
+	var info *backup.SnapshotInfo
+	db, err := r.stage(ctx, path, func(db string, p backup.Progress) (err error) {
+		info, err = backup.StageSnapshot(ctx, path, db, r.o.SkipHashCheck, p)
+		return err
+	})
 	switch {
 	case errors.Is(err, backup.ErrStaging):
 		fmt.Fprintf(r.out, "    the snapshot cannot be staged in the data dir (%v): checking it in place\n", err)
@@ -50,12 +50,53 @@ func (r *restore) checkSnapshot(ctx context.Context, path string) (*backup.Snaps
 	return info, nil
 }
 
-// stage copies and checks the snapshot into a fresh staging folder,
-// removed again on any error.
-func (r *restore) stage(ctx context.Context, path string) (info *backup.SnapshotInfo, db string, err error) {
+// checkSingleFile is checkSnapshot for a single-file backup: the
+// verify-backup step's one read of the .tar.gz checks its entries and
+// stages the snapshot entry as it streams past (backup.StageTarball).
+// Where checkSnapshot would only read (see there), and when the staging
+// copy cannot be written, it returns nothing and the backup is read the
+// longer way (backup.VerifyContext): the tarball is checked, its snapshot
+// extracted into the work dir and that copy read by checkSnapshot, three
+// reads of the snapshot's bytes; the restore-snapshot step stages that copy.
+func (r *restore) checkSingleFile(ctx context.Context, tarball string, c backup.TarCheck) (ti *backup.TarInfo, info *backup.SnapshotInfo, err error) {
+	r.staged, r.noStaging = "", false
+	if !r.mayStage() {
+		return nil, nil, nil
+	}
+	db, err := r.stage(ctx, tarball, func(db string, p backup.Progress) (err error) {
+		ti, info, err = backup.StageTarball(ctx, tarball, c, db, r.o.SkipHashCheck, p)
+		return err
+	})
+	switch {
+	case errors.Is(err, backup.ErrStaging):
+		fmt.Fprintf(r.out, "    the snapshot cannot be staged in the data dir (%v): checking the backup without staging it\n", err)
+		r.noStaging = true
+		return nil, nil, nil
+	case err != nil:
+		return nil, nil, err
+	}
+	r.staged = db
+	return ti, info, nil
+}
+
+// mayStage says whether the verify-backup step stages the snapshot: not
+// for a dry run, a run whose restore is already committed, or a data dir
+// that does not exist as a folder (nothing is written for them), nor once
+// staging a single-file backup's snapshot failed to write.
+func (r *restore) mayStage() bool {
+	if r.o.DryRun || r.restoreCommitted() || r.noStaging {
+		return false
+	}
+	st, err := os.Stat(r.abs(r.prof.DataDir))
+	return err == nil && st.IsDir()
+}
+
+// stage has write copy the backup file src into the staged db file, in a
+// fresh staging folder, and check it; the folder is removed on any error.
+func (r *restore) stage(ctx context.Context, src string, write func(db string, p backup.Progress) error) (db string, err error) {
 	staging := r.stagingDir()
 	if err := os.RemoveAll(staging); err != nil {
-		return nil, "", fmt.Errorf("%w: %w", backup.ErrStaging, err)
+		return "", fmt.Errorf("%w: %w", backup.ErrStaging, err)
 	}
 	defer func() {
 		if err != nil {
@@ -66,15 +107,14 @@ func (r *restore) stage(ctx context.Context, path string) (info *backup.Snapshot
 	}()
 	db = stagedDB(staging)
 	if err := os.MkdirAll(filepath.Dir(db), 0o700); err != nil {
-		return nil, "", fmt.Errorf("%w: %w", backup.ErrStaging, err)
+		return "", fmt.Errorf("%w: %w", backup.ErrStaging, err)
 	}
-	m := r.meter("stage "+filepath.Base(path), 0)
+	m := r.meter("stage "+filepath.Base(src), 0)
 	defer m.Finish()
-	info, err = backup.StageSnapshot(ctx, path, db, r.o.SkipHashCheck, m.Func())
-	if err != nil {
-		return nil, "", err
+	if err := write(db, m.Func()); err != nil {
+		return "", err
 	}
-	return info, db, nil
+	return db, nil
 }
 
 // stagedDB is where etcd's restore wants the db file in a data dir.

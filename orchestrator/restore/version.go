@@ -65,7 +65,11 @@ func (r *restore) backupWrittenBy() *etcdversion.Version {
 	if r.fromSurvivor() {
 		return r.survivorWrittenBy()
 	}
-	info, err := etcddata.Read(r.set.Snapshot)
+	db := r.set.Snapshot
+	if db == "" { // a single-file backup staged in one pass: read the staged copy
+		db = r.staged
+	}
+	info, err := etcddata.Read(db)
 	if err != nil {
 		return nil
 	}
