@@ -13,8 +13,10 @@ import (
 
 // StageTarball is StageSnapshot for a single-file backup: one streaming
 // pass over the .tar.gz checks every entry as CheckTarball does (same
-// rules, same messages; c.Single is implied) and copies the snapshot
-// entry's bytes into dst while hashing them, as they come out of gzip.
+// rules, same messages; c.Single is implied), copies the snapshot entry's
+// bytes into dst while hashing them, as they come out of gzip, and keeps
+// the other entries (the static resources, a few megabytes) in the
+// returned TarInfo's Files.
 // Checking the tarball, extracting the snapshot and staging the extract
 // would read the snapshot three times, minutes each for a multi-GiB backup
 // on a USB stick or a network volume.
@@ -34,7 +36,7 @@ func StageTarball(ctx context.Context, tarball string, c TarCheck, dst string, s
 	meter := &bothMeter{progress: progress, total: st.Size()}
 	var read int64 // compressed bytes, told by the goroutine reading them
 	c.Single = true
-	ti, err = checkTarball(ctx, tarball, c, func(n int64) { read += n; meter.set(0, read) }, func(h *tar.Header, r io.Reader) error {
+	ti, err = checkTarball(ctx, tarball, c, tarHooks{keepFiles: true, read: func(n int64) { read += n; meter.set(0, read) }, snapshot: func(h *tar.Header, r io.Reader) error {
 		info = &SnapshotInfo{Path: fmt.Sprintf("%s in %s", clean(h.Name), tarball), Size: h.Size}
 		var err error
 		if info.HasHash, err = trailerRule(info.Path, h.Size, skipHashCheck); err != nil {
@@ -46,7 +48,7 @@ func StageTarball(ctx context.Context, tarball string, c TarCheck, dst string, s
 		}
 		meter.grow(body) // the check's part
 		return copyEntry(ctx, h.Name, r, dst, body, info)
-	})
+	}})
 	if err != nil {
 		return nil, nil, err
 	}

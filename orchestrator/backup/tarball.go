@@ -31,7 +31,24 @@ type TarInfo struct {
 	TopDirs []string
 	// Snapshot is the name of the snapshot entry of a single-file backup.
 	Snapshot string
+	// Files are the entries other than the snapshot, bodies included, when
+	// the walk kept them (StageTarball, up to KeepFilesLimit bytes): the
+	// restore extracts the static resources from them instead of reading
+	// the whole tarball, snapshot and all, through gzip again. Nil when
+	// not kept.
+	Files []TarFile `json:"-"`
 }
+
+// TarFile is a tarball entry kept in memory.
+type TarFile struct {
+	Header *tar.Header
+	Body   []byte
+}
+
+// KeepFilesLimit bounds the entries StageTarball keeps in memory: a
+// master's static resources are a few megabytes; past the limit none are
+// kept and the restore reads them from the tarball.
+const KeepFilesLimit = 64 << 20
 
 // TarCheck tunes CheckTarball.
 type TarCheck struct {
@@ -48,15 +65,47 @@ type TarCheck struct {
 // resources never contain: absolute paths, "..", links that leave the
 // folder, device nodes and fifos, entries past the size budget, and more
 // entries than MaxEntries. It stops promptly when ctx is canceled.
+//
+// A single-file backup's snapshot entry does not count against the budget:
+// it is not extracted with the resources but staged into the data dir,
+// whose free space the restore checks.
 func CheckTarball(ctx context.Context, p string, c TarCheck) (*TarInfo, error) {
-	return checkTarball(ctx, p, c, nil, nil)
+	return checkTarball(ctx, p, c, tarHooks{})
 }
 
-// checkTarball is CheckTarball; with c.Single, snapshot (if set) is given
-// the snapshot entry's body to read, in the same pass (StageTarball), and
-// read (if set) is told the bytes of each read of the compressed file.
-func checkTarball(ctx context.Context, p string, c TarCheck, read func(int64), snapshot func(*tar.Header, io.Reader) error) (*TarInfo, error) {
+// tarHooks are what StageTarball's one pass does besides CheckTarball's
+// checks.
+type tarHooks struct {
+	// read, if set, is told the bytes of each read of the compressed file.
+	read func(int64)
+	// snapshot, if set (with TarCheck.Single), is given the snapshot
+	// entry's body to read.
+	snapshot func(*tar.Header, io.Reader) error
+	// keepFiles keeps the other entries in TarInfo.Files.
+	keepFiles bool
+}
+
+// checkTarball is CheckTarball, with hooks.
+func checkTarball(ctx context.Context, p string, c TarCheck, hooks tarHooks) (*TarInfo, error) {
+	read, snapshot := hooks.read, hooks.snapshot
 	info := &TarInfo{Path: p}
+	var kept int64
+	keep := func(h *tar.Header, r io.Reader) error {
+		if !hooks.keepFiles || kept < 0 {
+			return nil
+		}
+		if kept += h.Size; kept > KeepFilesLimit {
+			info.Files, kept = nil, -1 // too many to keep: the restore reads the tarball
+			return nil
+		}
+		body, err := io.ReadAll(io.LimitReader(r, h.Size))
+		if err != nil {
+			return err
+		}
+		hc := *h
+		info.Files = append(info.Files, TarFile{Header: &hc, Body: body})
+		return nil
+	}
 	budget := c.Budget
 	if budget == 0 {
 		budget = DefaultExtractBudget
@@ -73,23 +122,27 @@ func checkTarball(ctx context.Context, p string, c TarCheck, read func(int64), s
 		if info.Entries > maxEntries {
 			return fmt.Errorf("more than %d entries (at %q): refused (a real static resources tarball has a few thousand at most); is this the right file?", maxEntries, h.Name)
 		}
-		info.Bytes += h.Size
-		if info.Bytes > budget {
-			return fmt.Errorf("entry %q takes the tarball past %d bytes when extracted: refused (a real static resources tarball is a few MB)", h.Name, budget)
-		}
 		name := clean(h.Name)
+		isSnapshot := c.Single && h.Typeflag == tar.TypeReg && !strings.Contains(name, "/") && strings.HasSuffix(name, ".db")
+		if !isSnapshot {
+			info.Bytes += h.Size
+			if info.Bytes > budget {
+				return fmt.Errorf("entry %q takes the tarball past %d bytes when extracted: refused (a real static resources tarball is a few MB)", h.Name, budget)
+			}
+		}
 		top, _, _ := strings.Cut(name, "/")
 		if !contains(info.TopDirs, top) {
 			info.TopDirs = append(info.TopDirs, top)
 		}
-		if c.Single && h.Typeflag == tar.TypeReg && !strings.Contains(name, "/") && strings.HasSuffix(name, ".db") {
-			if info.Snapshot != "" {
-				return fmt.Errorf("two snapshots (%s and %s) in one backup file", info.Snapshot, name)
-			}
-			info.Snapshot = name
-			if snapshot != nil {
-				return snapshot(h, r)
-			}
+		if !isSnapshot {
+			return keep(h, r)
+		}
+		if info.Snapshot != "" {
+			return fmt.Errorf("two snapshots (%s and %s) in one backup file", info.Snapshot, name)
+		}
+		info.Snapshot = name
+		if snapshot != nil {
+			return snapshot(h, r)
 		}
 		return nil
 	})

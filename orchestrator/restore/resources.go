@@ -46,8 +46,19 @@ func (r *restore) restoreResourcesStep() steps.Step {
 }
 
 // tarFiles calls fn for each regular file and symlink of the resources
-// tarball, skipping a single-file backup's snapshot.
+// tarball, skipping a single-file backup's snapshot. The entries the
+// verify-backup step's one pass over a single-file backup kept in memory
+// are used when there are some: reading the tarball again would inflate
+// the whole snapshot again to reach them.
 func (r *restore) tarFiles(fn func(h *tar.Header, name string, body io.Reader) error) error {
+	if r.report.Resources != nil && r.report.Resources.Files != nil {
+		for _, f := range r.report.Resources.Files {
+			if err := fn(f.Header, strings.TrimPrefix(path.Clean("/"+f.Header.Name), "/"), bytes.NewReader(f.Body)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	f, err := os.Open(r.set.Resources)
 	if err != nil {
 		return err

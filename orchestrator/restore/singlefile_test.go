@@ -61,13 +61,17 @@ func watchOpens(t *testing.T, p string) func() int {
 }
 
 // TestSingleFileRestoreReadsTheTarballOnce: a single-file backup is opened
-// once from the verify-backup step to the restored snapshot (the one pass
-// of backup.StageTarball, whose tests count that it reads every byte
-// once), nothing is extracted, and etcd serves every key. The static
-// resources step reads the tarball again, as it does for a pair.
+// once in the whole restore (the one pass of backup.StageTarball, whose
+// tests count that it reads every byte once; the static resources are
+// extracted from the entries that pass kept), nothing is extracted into
+// the work dir, the resources are written, and etcd serves every key.
 func TestSingleFileRestoreReadsTheTarballOnce(t *testing.T) {
 	s := scene(t, profile.OpenShift43)
 	tarball := s.SingleFileBackup(t)
+	lost := filepath.Join(s.Root, "etc/kubernetes/static-pod-resources/kube-apiserver-pod-7")
+	if err := os.RemoveAll(lost); err != nil {
+		t.Fatal(err)
+	}
 	opens := watchOpens(t, tarball)
 	var out bytes.Buffer
 	o := options(s, &out)
@@ -82,6 +86,12 @@ func TestSingleFileRestoreReadsTheTarballOnce(t *testing.T) {
 	}
 	if restored != 1 {
 		t.Errorf("the tarball was opened %d times by the end of restore-snapshot, want once\n%s", restored, out.String())
+	}
+	if n := opens(); n != 1 {
+		t.Errorf("the tarball was opened %d times in the whole restore, want once\n%s", n, out.String())
+	}
+	if _, err := os.Stat(filepath.Join(lost, "configmaps/etcd-serving-ca/ca-bundle.crt")); err != nil {
+		t.Errorf("lost resources not restored: %v\n%s", err, out.String())
 	}
 	if strings.Contains(out.String(), "cannot be staged") {
 		t.Errorf("the snapshot was not staged:\n%s", out.String())
