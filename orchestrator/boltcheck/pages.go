@@ -153,6 +153,23 @@ func (p *pageView) bytes(s int, at, n int64) ([]byte, error) {
 	return b, nil
 }
 
+// read fills b with the page's bytes at offset at (inside the page): those
+// in its buffer copied, the rest (a value on overflow pages) read into b
+// directly.
+func (p *pageView) read(b []byte, at int64) error {
+	n := 0
+	if at < int64(len(p.buf)) {
+		n = copy(b, p.buf[at:])
+	}
+	if n == len(b) {
+		return nil
+	}
+	if _, err := p.c.f.ReadAt(b[n:], p.off+at+int64(n)); err != nil {
+		return fmt.Errorf("%s: read page %d: %w", p.c.path, p.id, err)
+	}
+	return nil
+}
+
 // elem returns the 16 bytes of element i (the count was checked to fit).
 func (p *pageView) elem(i int) []byte {
 	at := pageHeaderSize + i*elementSize

@@ -29,6 +29,8 @@ type checker struct {
 	// revision read from it.
 	keyBucket bool
 	rev       revisionOrder
+	// pipe runs Options.Values, when set.
+	pipe *valuePipe
 }
 
 // bucket is the bucket being walked.
@@ -245,19 +247,18 @@ func (c *checker) leaf(l int, p *pageView, lo, hi []byte, b *bucket) ([]byte, er
 				}
 			}
 			if b.name != nil && c.opts.Values != nil {
-				// The value goes in the slot key i-1 used: it is no longer needed.
-				value, err := p.bytes((i+1)%2, vAt, int64(vsize))
+				value, err := c.pipe.add(b, p.id, i, key, int(vsize))
 				if err != nil {
 					return nil, err
 				}
-				if err := c.values(p, b, i, key, value); err != nil {
+				if err := p.read(value, vAt); err != nil {
 					return nil, err
 				}
 			}
 			continue
 		}
 		if b.name != nil && c.opts.Values != nil {
-			if err := c.values(p, b, i, key, nil); err != nil {
+			if _, err := c.pipe.add(b, p.id, i, key, -1); err != nil {
 				return nil, err
 			}
 		}
@@ -283,7 +284,7 @@ func (c *checker) subBucket(l int, p *pageView, b *bucket, key, value []byte) er
 	if b.root {
 		child.name = []byte(child.path)
 		if c.opts.Values != nil {
-			if err := c.values(p, child, -1, nil, nil); err != nil {
+			if _, err := c.pipe.add(child, p.id, -1, nil, -1); err != nil {
 				return err
 			}
 		}
@@ -326,19 +327,6 @@ func (c *checker) subBucket(l int, p *pageView, b *bucket, key, value []byte) er
 	}
 	_, err := c.leaf(l+1, ip, nil, nil, child)
 	return err
-}
-
-// values hands leaf element i of top-level bucket b (i < 0: the bucket's
-// name) to Options.Values.
-func (c *checker) values(p *pageView, b *bucket, i int, key, value []byte) error {
-	err := c.opts.Values(b.name, key, value)
-	switch {
-	case err == nil:
-		return nil
-	case i < 0:
-		return c.pageErr(Etcd, p.id, fmt.Sprintf("%s: %v", b, err))
-	}
-	return c.pageErr(Etcd, p.id, fmt.Sprintf("%s: key[%d] %x: %v", b, i, key, err))
 }
 
 // order is bbolt's verifyKeyOrder: key i of a page must be above the
