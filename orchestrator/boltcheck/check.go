@@ -27,8 +27,8 @@
 // at most MaxDepth) a page buffer, two key buffers and a read-ahead of at
 // most 64 pages (256 KiB): under 4 MiB for any etcd file. A page with
 // overflow pages costs its first page and its keys. Options.Values adds
-// the batches the walk hands its entries over in: 4 MiB, more only while
-// a value larger than 1 MiB is in one.
+// the batches the walk hands its entries over in, 4 MiB, and a buffer for
+// one value: more only while a value larger than 1 MiB is in one.
 package boltcheck
 
 import (
@@ -184,7 +184,7 @@ func Check(ctx context.Context, path string, o Options) (*Report, error) {
 	}
 	c := &checker{ctx: ctx, f: f, path: path, size: st.Size(), opts: o}
 	if o.Values != nil {
-		c.pipe = startValues(path, o.Values)
+		c.pipe = startValues(f, path, o.Values)
 	}
 	err = c.contained()
 	if c.pipe != nil {

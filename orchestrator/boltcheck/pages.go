@@ -76,7 +76,9 @@ func (c *checker) readPage(l int, id uint64, hwm uint64) (*pageView, error) {
 		}
 	}
 	if int64(len(buf)) >= n {
-		p.buf = buf[:n]
+		// A read-ahead may hold the overflow pages too: what it holds of
+		// the page is used, not read again.
+		p.buf = buf[:max(n, min(int64(len(buf)), p.span))]
 		return p, nil
 	}
 	// A page with overflow pages, past what was read.
@@ -151,23 +153,6 @@ func (p *pageView) bytes(s int, at, n int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: read page %d: %w", p.c.path, p.id, err)
 	}
 	return b, nil
-}
-
-// read fills b with the page's bytes at offset at (inside the page): those
-// in its buffer copied, the rest (a value on overflow pages) read into b
-// directly.
-func (p *pageView) read(b []byte, at int64) error {
-	n := 0
-	if at < int64(len(p.buf)) {
-		n = copy(b, p.buf[at:])
-	}
-	if n == len(b) {
-		return nil
-	}
-	if _, err := p.c.f.ReadAt(b[n:], p.off+at+int64(n)); err != nil {
-		return fmt.Errorf("%s: read page %d: %w", p.c.path, p.id, err)
-	}
-	return nil
 }
 
 // elem returns the 16 bytes of element i (the count was checked to fit).

@@ -68,6 +68,20 @@ func call(bucket, key, value []byte) string {
 // larger than a batch, Options.Values sees exactly what bbolt's cursor
 // gives, in its order, nil slices still nil.
 func TestValuesManyBatchesInBboltOrder(t *testing.T) {
+	bothReads(t, testValuesManyBatchesInBboltOrder)
+}
+
+// bothReads runs a test with values on overflow pages read by the walk,
+// then by the Values goroutine.
+func bothReads(t *testing.T, test func(t *testing.T)) {
+	defer func(auto func(*valuePipe) bool) { walkReads = auto }(walkReads)
+	for _, by := range []bool{true, false} {
+		walkReads = func(*valuePipe) bool { return by }
+		t.Run(fmt.Sprintf("walk reads %t", by), test)
+	}
+}
+
+func testValuesManyBatchesInBboltOrder(t *testing.T) {
 	p := largeValuesFile(t)
 	var got []string
 	if _, err := Check(context.Background(), p, Options{Values: func(bucket, key, value []byte) error {
@@ -142,6 +156,10 @@ func leafKey(page []byte, i int) []byte {
 // entry by entry would: the refusal, on its page, and Values is called for
 // nothing after it.
 func TestValuesErrorBeforeLaterDamage(t *testing.T) {
+	bothReads(t, testValuesErrorBeforeLaterDamage)
+}
+
+func testValuesErrorBeforeLaterDamage(t *testing.T) {
 	healthy := largeValuesFile(t)
 	b, err := os.ReadFile(healthy)
 	if err != nil {

@@ -247,11 +247,7 @@ func (c *checker) leaf(l int, p *pageView, lo, hi []byte, b *bucket) ([]byte, er
 				}
 			}
 			if b.name != nil && c.opts.Values != nil {
-				value, err := c.pipe.add(b, p.id, i, key, int(vsize))
-				if err != nil {
-					return nil, err
-				}
-				if err := p.read(value, vAt); err != nil {
+				if err := c.values(p, b, i, key, vAt, int(vsize)); err != nil {
 					return nil, err
 				}
 			}
@@ -327,6 +323,29 @@ func (c *checker) subBucket(l int, p *pageView, b *bucket, key, value []byte) er
 	}
 	_, err := c.leaf(l+1, ip, nil, nil, child)
 	return err
+}
+
+// values hands leaf element i of top-level bucket b, its value n bytes at
+// offset at of page p, to Options.Values: a copy of a value in p's buffer;
+// one further on (on overflow pages) read from the file by whichever
+// goroutine is ahead: the walk when batches wait for Values, else Values.
+func (c *checker) values(p *pageView, b *bucket, i int, key []byte, at int64, n int) error {
+	inBuf := at+int64(n) <= int64(len(p.buf))
+	if n > 0 && !inBuf && !walkReads(c.pipe) {
+		return c.pipe.addAt(b, p.id, i, key, n, p.off+at)
+	}
+	value, err := c.pipe.add(b, p.id, i, key, n)
+	switch {
+	case err != nil || n == 0:
+		return err
+	case inBuf:
+		copy(value, p.buf[at:])
+	default:
+		if _, err := c.f.ReadAt(value, p.off+at); err != nil {
+			return fmt.Errorf("%s: read page %d: %w", c.path, p.id, err)
+		}
+	}
+	return nil
 }
 
 // order is bbolt's verifyKeyOrder: key i of a page must be above the
