@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 )
 
 // Kind says which family of rule a file broke.
@@ -108,7 +109,8 @@ type Options struct {
 	// order etcdutl's snapshot status hashes them in. The calls come one
 	// at a time from a goroutine Check starts for them (not the caller's),
 	// so their work overlaps the walk's on a second core; Check returns
-	// after the last one. The slices are valid during the call only.
+	// after the last one. With GOMAXPROCS 1 they come from the walk's
+	// goroutine, the caller's. The slices are valid during the call only.
 	// Values costs a read and a copy of every value (those on overflow
 	// pages too). An error it returns stops the check and is reported as
 	// an Etcd error on that page, ahead of any damage the walk found past
@@ -183,7 +185,7 @@ func Check(ctx context.Context, path string, o Options) (*Report, error) {
 		return nil, err
 	}
 	c := &checker{ctx: ctx, f: f, path: path, size: st.Size(), opts: o}
-	if o.Values != nil {
+	if o.Values != nil && runtime.GOMAXPROCS(0) > 1 {
 		c.pipe = startValues(f, path, o.Values)
 	}
 	err = c.contained()

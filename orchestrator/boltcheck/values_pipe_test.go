@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -72,13 +73,16 @@ func TestValuesManyBatchesInBboltOrder(t *testing.T) {
 }
 
 // bothReads runs a test with values on overflow pages read by the walk,
-// then by the Values goroutine.
+// then by the Values goroutine, then with one core: Values called by the
+// walk, no second goroutine.
 func bothReads(t *testing.T, test func(t *testing.T)) {
 	defer func(auto func(*valuePipe) bool) { walkReads = auto }(walkReads)
 	for _, by := range []bool{true, false} {
 		walkReads = func(*valuePipe) bool { return by }
 		t.Run(fmt.Sprintf("walk reads %t", by), test)
 	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	t.Run("one core", test)
 }
 
 func testValuesManyBatchesInBboltOrder(t *testing.T) {

@@ -254,7 +254,7 @@ func (c *checker) leaf(l int, p *pageView, lo, hi []byte, b *bucket) ([]byte, er
 			continue
 		}
 		if b.name != nil && c.opts.Values != nil {
-			if _, err := c.pipe.add(b, p.id, i, key, -1); err != nil {
+			if err := c.valueless(p, b, i, key); err != nil {
 				return nil, err
 			}
 		}
@@ -280,7 +280,7 @@ func (c *checker) subBucket(l int, p *pageView, b *bucket, key, value []byte) er
 	if b.root {
 		child.name = []byte(child.path)
 		if c.opts.Values != nil {
-			if _, err := c.pipe.add(child, p.id, -1, nil, -1); err != nil {
+			if err := c.valueless(p, child, -1, nil); err != nil {
 				return err
 			}
 		}
@@ -330,6 +330,14 @@ func (c *checker) subBucket(l int, p *pageView, b *bucket, key, value []byte) er
 // one further on (on overflow pages) read from the file by whichever
 // goroutine is ahead: the walk when batches wait for Values, else Values.
 func (c *checker) values(p *pageView, b *bucket, i int, key []byte, at int64, n int) error {
+	if c.pipe == nil {
+		// The value goes in the slot key i-1 used: it is no longer needed.
+		value, err := p.bytes((i+1)%2, at, int64(n))
+		if err != nil {
+			return err
+		}
+		return c.callValues(p, b, i, key, value)
+	}
 	inBuf := at+int64(n) <= int64(len(p.buf))
 	if n > 0 && !inBuf && !walkReads(c.pipe) {
 		return c.pipe.addAt(b, p.id, i, key, n, p.off+at)
@@ -344,6 +352,25 @@ func (c *checker) values(p *pageView, b *bucket, i int, key []byte, at int64, n 
 		if _, err := c.f.ReadAt(value, p.off+at); err != nil {
 			return fmt.Errorf("%s: read page %d: %w", c.path, p.id, err)
 		}
+	}
+	return nil
+}
+
+// valueless hands Options.Values a bucket's name (i < 0) or a bucket
+// nested in top-level bucket b (leaf element i): no value.
+func (c *checker) valueless(p *pageView, b *bucket, i int, key []byte) error {
+	if c.pipe == nil {
+		return c.callValues(p, b, i, key, nil)
+	}
+	_, err := c.pipe.add(b, p.id, i, key, -1)
+	return err
+}
+
+// callValues calls Options.Values on the walk's goroutine, when there is
+// no second core for it.
+func (c *checker) callValues(p *pageView, b *bucket, i int, key, value []byte) error {
+	if err := c.opts.Values(b.name, key, value); err != nil {
+		return valuesErr(c.path, entry{b: b, page: p.id, i: i}, key, err)
 	}
 	return nil
 }
