@@ -20,13 +20,15 @@
 // deeper than MaxDepth. And etcd's schema (Etcd errors): a "key" bucket
 // whose keys are revisions as etcd's mvcc package writes them (8-byte main,
 // '_', 8-byte sub, an optional 't' tombstone mark, both numbers
-// non-negative, strictly increasing). Values are not read.
+// non-negative, strictly increasing). Values are read only for Options.Values.
 //
 // Memory: two bitsets of pages/8 bytes each (512 KiB together for an 8 GiB
 // file of 4 KiB pages), plus per level of the tree walk (about ten for etcd,
 // at most MaxDepth) a page buffer, two key buffers and a read-ahead of at
 // most 64 pages (256 KiB): under 4 MiB for any etcd file. A page with
-// overflow pages costs its first page and its keys.
+// overflow pages costs its first page and its keys. Options.Values adds
+// the batches the walk hands its entries over in, 4 MiB, and a buffer for
+// one value: more only while a value larger than 1 MiB is in one.
 package boltcheck
 
 import (
@@ -34,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 )
 
 // Kind says which family of rule a file broke.
@@ -103,10 +106,15 @@ type Options struct {
 	// Values, if set, is called in key order for each top-level bucket:
 	// with its name (key and value nil) before its entries, then with each
 	// of its entries (value nil for a bucket nested in it). This is the
-	// order etcdutl's snapshot status hashes them in. The slices are valid
-	// during the call only. Values costs a read of every value (those on
-	// overflow pages too). An error it returns stops the check and is
-	// reported as an Etcd error on that page.
+	// order etcdutl's snapshot status hashes them in. The calls come one
+	// at a time from a goroutine Check starts for them (not the caller's),
+	// so their work overlaps the walk's on a second core; Check returns
+	// after the last one. With GOMAXPROCS 1 they come from the walk's
+	// goroutine, the caller's. The slices are valid during the call only.
+	// Values costs a read and a copy of every value (those on overflow
+	// pages too). An error it returns stops the check and is reported as
+	// an Etcd error on that page, ahead of any damage the walk found past
+	// that entry meanwhile: the same error as if the walk had waited.
 	Values func(bucket, key, value []byte) error
 	// ListUnreachable fills Report.Unreachable for a file written without
 	// a free list (etcd writes its files so), for SyncFreelist.
@@ -166,7 +174,7 @@ const MaxDepth = 64
 // returns an *Error for a damaged file, another error when the file cannot
 // be read or ctx ends. It never panics: a panic inside is a bug, returned as
 // an error naming the file.
-func Check(ctx context.Context, path string, o Options) (r *Report, err error) {
+func Check(ctx context.Context, path string, o Options) (*Report, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -177,13 +185,33 @@ func Check(ctx context.Context, path string, o Options) (r *Report, err error) {
 		return nil, err
 	}
 	c := &checker{ctx: ctx, f: f, path: path, size: st.Size(), opts: o}
-	defer func() {
-		if p := recover(); p != nil {
-			r, err = nil, fmt.Errorf("%s: the structure check failed unexpectedly (a bug in boltcheck, not necessarily damage): %v", path, p)
+	if o.Values != nil && runtime.GOMAXPROCS(0) > 1 {
+		c.pipe = startValues(f, path, o.Values)
+	}
+	err = c.contained()
+	if c.pipe != nil {
+		// The walk handed Values every entry before the point it stopped
+		// at, so an error from Values comes first in walk order.
+		if verr := c.pipe.finish(); verr != nil {
+			err = verr
 		}
-	}()
-	if err := c.run(); err != nil {
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &c.rep, nil
+}
+
+// contained runs the walk, turning a panic into an error.
+func (c *checker) contained() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = bugErr(c.path, p)
+		}
+	}()
+	return c.run()
+}
+
+func bugErr(path string, p any) error {
+	return fmt.Errorf("%s: the structure check failed unexpectedly (a bug in boltcheck, not necessarily damage): %v", path, p)
 }

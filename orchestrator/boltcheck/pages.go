@@ -76,7 +76,9 @@ func (c *checker) readPage(l int, id uint64, hwm uint64) (*pageView, error) {
 		}
 	}
 	if int64(len(buf)) >= n {
-		p.buf = buf[:n]
+		// A read-ahead may hold the overflow pages too: what it holds of
+		// the page is used, not read again.
+		p.buf = buf[:max(n, min(int64(len(buf)), p.span))]
 		return p, nil
 	}
 	// A page with overflow pages, past what was read.

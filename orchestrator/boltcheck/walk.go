@@ -29,6 +29,8 @@ type checker struct {
 	// revision read from it.
 	keyBucket bool
 	rev       revisionOrder
+	// pipe runs Options.Values, when set.
+	pipe *valuePipe
 }
 
 // bucket is the bucket being walked.
@@ -245,19 +247,14 @@ func (c *checker) leaf(l int, p *pageView, lo, hi []byte, b *bucket) ([]byte, er
 				}
 			}
 			if b.name != nil && c.opts.Values != nil {
-				// The value goes in the slot key i-1 used: it is no longer needed.
-				value, err := p.bytes((i+1)%2, vAt, int64(vsize))
-				if err != nil {
-					return nil, err
-				}
-				if err := c.values(p, b, i, key, value); err != nil {
+				if err := c.values(p, b, i, key, vAt, int(vsize)); err != nil {
 					return nil, err
 				}
 			}
 			continue
 		}
 		if b.name != nil && c.opts.Values != nil {
-			if err := c.values(p, b, i, key, nil); err != nil {
+			if err := c.valueless(p, b, i, key); err != nil {
 				return nil, err
 			}
 		}
@@ -283,7 +280,7 @@ func (c *checker) subBucket(l int, p *pageView, b *bucket, key, value []byte) er
 	if b.root {
 		child.name = []byte(child.path)
 		if c.opts.Values != nil {
-			if err := c.values(p, child, -1, nil, nil); err != nil {
+			if err := c.valueless(p, child, -1, nil); err != nil {
 				return err
 			}
 		}
@@ -328,17 +325,54 @@ func (c *checker) subBucket(l int, p *pageView, b *bucket, key, value []byte) er
 	return err
 }
 
-// values hands leaf element i of top-level bucket b (i < 0: the bucket's
-// name) to Options.Values.
-func (c *checker) values(p *pageView, b *bucket, i int, key, value []byte) error {
-	err := c.opts.Values(b.name, key, value)
-	switch {
-	case err == nil:
-		return nil
-	case i < 0:
-		return c.pageErr(Etcd, p.id, fmt.Sprintf("%s: %v", b, err))
+// values hands leaf element i of top-level bucket b, its value n bytes at
+// offset at of page p, to Options.Values: a copy of a value in p's buffer;
+// one further on (on overflow pages) read from the file by whichever
+// goroutine is ahead: the walk when batches wait for Values, else Values.
+func (c *checker) values(p *pageView, b *bucket, i int, key []byte, at int64, n int) error {
+	if c.pipe == nil {
+		// The value goes in the slot key i-1 used: it is no longer needed.
+		value, err := p.bytes((i+1)%2, at, int64(n))
+		if err != nil {
+			return err
+		}
+		return c.callValues(p, b, i, key, value)
 	}
-	return c.pageErr(Etcd, p.id, fmt.Sprintf("%s: key[%d] %x: %v", b, i, key, err))
+	inBuf := at+int64(n) <= int64(len(p.buf))
+	if n > 0 && !inBuf && !walkReads(c.pipe) {
+		return c.pipe.addAt(b, p.id, i, key, n, p.off+at)
+	}
+	value, err := c.pipe.add(b, p.id, i, key, n)
+	switch {
+	case err != nil || n == 0:
+		return err
+	case inBuf:
+		copy(value, p.buf[at:])
+	default:
+		if _, err := c.f.ReadAt(value, p.off+at); err != nil {
+			return fmt.Errorf("%s: read page %d: %w", c.path, p.id, err)
+		}
+	}
+	return nil
+}
+
+// valueless hands Options.Values a bucket's name (i < 0) or a bucket
+// nested in top-level bucket b (leaf element i): no value.
+func (c *checker) valueless(p *pageView, b *bucket, i int, key []byte) error {
+	if c.pipe == nil {
+		return c.callValues(p, b, i, key, nil)
+	}
+	_, err := c.pipe.add(b, p.id, i, key, -1)
+	return err
+}
+
+// callValues calls Options.Values on the walk's goroutine, when there is
+// no second core for it.
+func (c *checker) callValues(p *pageView, b *bucket, i int, key, value []byte) error {
+	if err := c.opts.Values(b.name, key, value); err != nil {
+		return valuesErr(c.path, entry{b: b, page: p.id, i: i}, key, err)
+	}
+	return nil
 }
 
 // order is bbolt's verifyKeyOrder: key i of a page must be above the
