@@ -173,8 +173,32 @@ func TestStageTarball(t *testing.T) {
 	if ti.Snapshot != wantTar.Snapshot || ti.Entries != wantTar.Entries || ti.Bytes != wantTar.Bytes || !equal(ti.TopDirs, wantTar.TopDirs) {
 		t.Errorf("tarball info %+v, CheckTarball says %+v", ti, wantTar)
 	}
+	if len(ti.Files) != 2 || ti.Files[1].Header.Name != "static-pod-resources/kube-apiserver-pod-7/x" || string(ti.Files[1].Body) != "y" {
+		t.Errorf("kept files %+v, want the resources' folder and file", ti.Files)
+	}
 	if last != total || total != st.Size()+int64(len(body)) {
 		t.Errorf("progress ended at %d of %d, want the tarball's %d bytes and the snapshot's %d", last, total, st.Size(), len(body))
+	}
+}
+
+// TestSnapshotEntryOutsideTheBudget: a single-file backup's snapshot is
+// staged into the data dir, not extracted with the resources, so a
+// snapshot larger than the extract budget (real ones pass 2 GiB) is not
+// refused by it; the resources are still held to it.
+func TestSnapshotEntryOutsideTheBudget(t *testing.T) {
+	body := dbFile(t)
+	sum := sha256.Sum256(body)
+	snap := append(append([]byte{}, body...), sum[:]...)
+	dir := t.TempDir()
+	p := filepath.Join(dir, "snapshot_db_kuberesources_2026-01-02_030405.tar.gz")
+	writeSingleFile(t, p, []tarEntry{{name: "snapshot_2026-01-02_030405.db", body: snap}, {name: "static-pod-resources/x", body: []byte("y")}})
+	check := TarCheck{Budget: 1}
+	if _, _, err := StageTarball(context.Background(), p, check, filepath.Join(dir, "db"), false, nil); err != nil {
+		t.Errorf("StageTarball: %v", err)
+	}
+	check.Single = true
+	if _, err := CheckTarball(context.Background(), p, check); err != nil {
+		t.Errorf("CheckTarball: %v", err)
 	}
 }
 
@@ -211,7 +235,7 @@ func TestStageTarballRefuses(t *testing.T) {
 		{name: "escaping symlink", entries: []tarEntry{snapEntry, {name: "static-pod-resources/l", typ: tar.TypeSymlink, link: "../../etc"}}, want: "points outside"},
 		{name: "device node", entries: []tarEntry{snapEntry, {name: "static-pod-resources/sda", typ: tar.TypeBlock}}, want: "device node"},
 		{name: "too many entries", entries: []tarEntry{snapEntry, res, res}, check: TarCheck{MaxEntries: 2}, want: "more than 2 entries"},
-		{name: "past the budget", entries: []tarEntry{snapEntry, res}, check: TarCheck{Budget: int64(len(snap))}, want: "past"},
+		{name: "resources past the budget", entries: []tarEntry{snapEntry, res, {name: "static-pod-resources/z", body: []byte("zz")}}, check: TarCheck{Budget: 2}, want: "past 2 bytes"},
 		{name: "two snapshots", entries: []tarEntry{snapEntry, res, {name: "other.db", body: snap}}, want: "two snapshots"},
 		{name: "no snapshot", entries: []tarEntry{res}, want: "holds no snapshot"},
 		{name: "snapshot fails its sha256", entries: []tarEntry{{name: snapEntry.name, body: flipped}, res}, want: "is damaged: its sha256"},
