@@ -337,8 +337,8 @@ func (rep *report) restoreMarkdown() string {
 	b.WriteString("## Offline restore: etcd-rescue against `etcdutl snapshot restore`\n\n")
 	b.WriteString("Same snapshot, same member, initial cluster, revision bump (1,000,000) and compaction mark; runs alternate. ")
 	b.WriteString("etcd-rescue's time includes what etcdutl does not do: finding the backup, checking its tarball, keeping the old state aside, and rewriting the manifest. " +
-		"It reads the backup once: the verify-backup step copies it into the data dir's staging folder while hashing it (sha256 trailer) and then checks the copy's every page (boltcheck) while it is in the page cache, before anything of the master is touched; " +
-		"The copy's writeback to the disk is started as it is copied, so the disk writes while the rest is read and checked. " +
+		"It reads the backup once: the verify-backup step copies it into the data dir's staging folder while hashing it (sha256 trailer) and then checks the copy's every page (boltcheck) while it is in the page cache, before anything of the master is touched. " +
+		"The copy's writeback to the disk is started once the copy is done, so the disk writes while the check runs on the CPU. " +
 		"The restore-snapshot step makes etcd's restore edits on that copy in place, opening it once with bbolt and mapping only the pages the edits touch (etcdutl copies, hashes the copy, and opens it four times with MAP_POPULATE, each open walking every page to rebuild bbolt's free list). " +
 		"The floor is a copy of the file with fsync.\n\n")
 	if rep.partial != "" {
