@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"io"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/testing/syncbuf"
 )
 
 // clock is a test clock moved by hand.
@@ -160,7 +161,7 @@ func TestFollow(t *testing.T) {
 	defer func(d time.Duration) { PollEvery = d }(PollEvery)
 	PollEvery = 5 * time.Millisecond
 	var (
-		out  syncBuffer
+		out  syncbuf.Buffer
 		done atomic.Int64
 	)
 	m := New(&out, "read", 100, Options{Mode: Lines, Every: 10 * time.Millisecond})
@@ -184,24 +185,6 @@ func TestFollow(t *testing.T) {
 		}
 	}()
 	m.Follow(done.Load, func() error { panic("bad record") })
-}
-
-// syncBuffer is a bytes.Buffer written from Follow's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestEveryEnv: the environment sets the interval when the caller does not.
