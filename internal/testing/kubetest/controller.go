@@ -42,8 +42,7 @@ func (s *Server) StartSigner(t testing.TB) {
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	must(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); log.Close() }()
+	proc := watch(cmd, log)
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(logFile)
@@ -53,19 +52,13 @@ func (s *Server) StartSigner(t testing.TB) {
 			}
 			t.Logf("kube-controller-manager log (last lines of %s):\n%s", logFile, strings.Join(lines, "\n"))
 		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+		proc.stop(15 * time.Second)
 	})
 	// Give it a moment to fail on bad flags.
 	select {
-	case err := <-exited:
+	case <-proc.done:
 		b, _ := os.ReadFile(logFile)
-		t.Fatalf("kube-controller-manager exited at start: %v\n%s", err, b)
+		t.Fatalf("kube-controller-manager exited at start: %v\n%s", proc.err, b)
 	case <-time.After(500 * time.Millisecond):
 	}
 	t.Logf("kube-controller-manager %s signing CSRs with %s", Version, s.CAFile)

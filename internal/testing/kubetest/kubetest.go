@@ -152,19 +152,12 @@ func Start(t testing.TB) *Server {
 	s.cmd.Stdout, s.cmd.Stderr = log, log
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	must(t, s.cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- s.cmd.Wait(); log.Close() }()
+	proc := watch(s.cmd, log)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("kube-apiserver log (last lines of %s):\n%s", s.LogFile, s.LogTail(40))
 		}
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-exited
-		}
+		proc.stop(15 * time.Second)
 	})
 
 	s.Admin = &rest.Config{
@@ -177,14 +170,14 @@ func Start(t testing.TB) *Server {
 	must(t, writeKubeconfig(s.Kubeconfig, s.URL, s.CAFile, adminCert, adminKey))
 
 	start := time.Now()
-	if err := s.waitReady(exited, adminCert, adminKey, 3*time.Minute); err != nil {
+	if err := s.waitReady(proc, adminCert, adminKey, 3*time.Minute); err != nil {
 		t.Fatalf("kube-apiserver did not become ready: %v\nlast lines of %s:\n%s", err, s.LogFile, s.LogTail(40))
 	}
 	t.Logf("kube-apiserver %s ready at %s in %s", Version, s.URL, time.Since(start).Round(100*time.Millisecond))
 	return s
 }
 
-func (s *Server) waitReady(exited <-chan error, certFile, keyFile string, timeout time.Duration) error {
+func (s *Server) waitReady(proc *process, certFile, keyFile string, timeout time.Duration) error {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return err
@@ -199,8 +192,8 @@ func (s *Server) waitReady(exited <-chan error, certFile, keyFile string, timeou
 	last := "no answer"
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-exited:
-			return fmt.Errorf("kube-apiserver exited: %v", err)
+		case <-proc.done:
+			return fmt.Errorf("kube-apiserver exited: %v", proc.err)
 		default:
 		}
 		resp, err := hc.Get(s.URL + "/readyz")
