@@ -405,3 +405,20 @@ func clip(s string, n int) string {
 	}
 	return strings.Join(lines[:n], "\n") + fmt.Sprintf("\n… (%d more lines)", len(lines)-n)
 }
+
+// spliceDrill replaces the drill's section of a results file and its row
+// in the targets, for a run of the drill part alone.
+func spliceDrill(doc string, r *drillResult) string {
+	doc = spliceSection(doc, "\n## Drill", r.markdown())
+	row := strings.TrimSuffix(r.targetRow(), "\n")
+	if row == "" {
+		return doc
+	}
+	lines := strings.Split(doc, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "| drill ") {
+			lines[i] = row
+		}
+	}
+	return strings.Join(lines, "\n")
+}

@@ -126,3 +126,22 @@ func TestPhaseLine(t *testing.T) {
 		t.Fatalf("end line: %q", m)
 	}
 }
+
+// TestSpliceDrill: a run of the drill part alone replaces the drill's
+// section and its target row, and nothing else.
+func TestSpliceDrill(t *testing.T) {
+	r := &drillResult{runs: []drillRun{{keys: 10000, wall: time.Minute, report: &drill.Report{Accel: "tcg", Keys: 10000, Phases: drillPhases(10000, 10), Recovery: 40, Total: 60}}}}
+	doc := "# Benchmarks\n\n## Rescue image\n\nimage\n\n## Drill: old\n\nold phases\n\n## Targets\n\n| target | measured | met |\n|---|---|---|\n" +
+		"| restore ≤ 0.7× | 0.42 | true |\n| drill quorum lost → full membership ≤ 3 min under TCG at 10k keys | 43.1s (whole drill 1m5.4s) | true |\n\nnote\n"
+	got := spliceDrill(doc, r)
+	for _, want := range []string{"## Rescue image\n\nimage\n", r.markdown(), "| restore ≤ 0.7× | 0.42 | true |\n", r.targetRow(), "\nnote\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in\n%s", want, got)
+		}
+	}
+	for _, gone := range []string{"old phases", "43.1s"} {
+		if strings.Contains(got, gone) {
+			t.Errorf("%q is still in\n%s", gone, got)
+		}
+	}
+}

@@ -178,7 +178,8 @@ func run(c config) error {
 	}
 	if rep.partial != "" {
 		rep.partial += " At the end: " + loadAverage() + "."
-		if len(rep.rows) == 0 || !(c.parts["restore"] || c.parts["verify"]) {
+		measured := len(rep.rows) > 0 && (c.parts["restore"] || c.parts["verify"])
+		if !measured && rep.drill == nil {
 			return nil
 		}
 		// Only the measured sections (and the Targets rows about them) are
@@ -194,7 +195,12 @@ func run(c config) error {
 		if c.parts["verify"] {
 			text = spliceSection(text, "\n## Backup verification", rep.verifyMarkdown())
 		}
-		text = spliceSection(text, "\n## Targets", rep.mergeTargets(section(text, "\n## Targets"), c.parts))
+		if measured {
+			text = spliceSection(text, "\n## Targets", rep.mergeTargets(section(text, "\n## Targets"), c.parts))
+		}
+		if rep.drill != nil {
+			text = spliceDrill(text, rep.drill)
+		}
 		fmt.Print(text)
 		return os.WriteFile(c.out, []byte(text), 0o644)
 	}
