@@ -43,7 +43,6 @@ func StageSnapshot(ctx context.Context, src, dst string, skipHashCheck bool, pro
 	}
 	defer removeStaged(dst, &err)
 	meter := &bothMeter{progress: progress, total: 2 * st.Size()}
-
 	if err := copyHashed(ctx, src, dst, st.Size(), info.HasHash, func(n int64) { meter.set(0, n) }); err != nil {
 		return nil, err
 	}

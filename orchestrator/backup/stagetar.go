@@ -37,7 +37,7 @@ func StageTarball(ctx context.Context, tarball string, c TarCheck, dst string, s
 	var read int64 // compressed bytes, told by the goroutine reading them
 	c.Single = true
 	ti, err = checkTarball(ctx, tarball, c, tarHooks{keepFiles: true, read: func(n int64) { read += n; meter.set(0, read) }, snapshot: func(h *tar.Header, r io.Reader) error {
-		info = &SnapshotInfo{Path: fmt.Sprintf("%s in %s", clean(h.Name), tarball), Size: h.Size}
+		info = &SnapshotInfo{Path: fmt.Sprintf("%s in %s", EntryName(h.Name), tarball), Size: h.Size}
 		var err error
 		if info.HasHash, err = trailerRule(info.Path, h.Size, skipHashCheck); err != nil {
 			return err

@@ -87,7 +87,6 @@ type tarHooks struct {
 
 // checkTarball is CheckTarball, with hooks.
 func checkTarball(ctx context.Context, p string, c TarCheck, hooks tarHooks) (*TarInfo, error) {
-	read, snapshot := hooks.read, hooks.snapshot
 	info := &TarInfo{Path: p}
 	var kept int64
 	keep := func(h *tar.Header, r io.Reader) error {
@@ -114,7 +113,7 @@ func checkTarball(ctx context.Context, p string, c TarCheck, hooks tarHooks) (*T
 	if maxEntries == 0 {
 		maxEntries = DefaultMaxEntries
 	}
-	err := walkTar(ctx, p, read, func(h *tar.Header, r io.Reader) error {
+	err := walkTar(ctx, p, hooks.read, func(h *tar.Header, r io.Reader) error {
 		if err := checkEntry(h); err != nil {
 			return err
 		}
@@ -122,7 +121,7 @@ func checkTarball(ctx context.Context, p string, c TarCheck, hooks tarHooks) (*T
 		if info.Entries > maxEntries {
 			return fmt.Errorf("more than %d entries (at %q): refused (a real static resources tarball has a few thousand at most); is this the right file?", maxEntries, h.Name)
 		}
-		name := clean(h.Name)
+		name := EntryName(h.Name)
 		isSnapshot := c.Single && h.Typeflag == tar.TypeReg && !strings.Contains(name, "/") && strings.HasSuffix(name, ".db")
 		if !isSnapshot {
 			info.Bytes += h.Size
@@ -141,8 +140,8 @@ func checkTarball(ctx context.Context, p string, c TarCheck, hooks tarHooks) (*T
 			return fmt.Errorf("two snapshots (%s and %s) in one backup file", info.Snapshot, name)
 		}
 		info.Snapshot = name
-		if snapshot != nil {
-			return snapshot(h, r)
+		if hooks.snapshot != nil {
+			return hooks.snapshot(h, r)
 		}
 		return nil
 	})
@@ -257,7 +256,7 @@ func checkEntry(h *tar.Header) error {
 	case tar.TypeSymlink:
 		target := h.Linkname
 		if !path.IsAbs(target) {
-			target = path.Join(path.Dir(clean(h.Name)), target)
+			target = path.Join(path.Dir(EntryName(h.Name)), target)
 		}
 		if path.IsAbs(target) || hasDotDot(target) {
 			return fmt.Errorf("symlink %q -> %q points outside the extracted folder: refused", h.Name, h.Linkname)
@@ -275,7 +274,10 @@ func checkEntry(h *tar.Header) error {
 	return nil
 }
 
-func clean(name string) string { return strings.TrimPrefix(path.Clean("/"+name), "/") }
+// EntryName is the path a tar entry named name extracts to, relative to
+// the folder it is extracted into ("./a//b" is "a/b"; a leading "/" or
+// ".." cannot climb out, CheckTarball refuses those).
+func EntryName(name string) string { return strings.TrimPrefix(path.Clean("/"+name), "/") }
 
 func hasDotDot(p string) bool {
 	for _, part := range strings.Split(p, "/") {

@@ -157,7 +157,7 @@ func extractSnapshot(ctx context.Context, tarPath, entry, workDir string) (out s
 	}
 	found := false
 	err = walkTar(ctx, tarPath, nil, func(h *tar.Header, r io.Reader) error {
-		if found || h.Typeflag != tar.TypeReg || clean(h.Name) != entry {
+		if found || h.Typeflag != tar.TypeReg || EntryName(h.Name) != entry {
 			return nil
 		}
 		found = true

@@ -148,7 +148,6 @@ func (vp *valuePipe) send() error {
 		return errValuesFailed
 	}
 	vp.full <- vp.cur
-	vp.cur = nil // handed over: finish must not hand it over again
 	vp.cur = <-vp.empty
 	return nil
 }

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/atomicfile"
 	"github.com/etcd-rescue/etcd-rescue/orchestrator/backup"
@@ -53,7 +52,7 @@ func (r *restore) restoreResourcesStep() steps.Step {
 func (r *restore) tarFiles(fn func(h *tar.Header, name string, body io.Reader) error) error {
 	if r.report.Resources != nil && r.report.Resources.Files != nil {
 		for _, f := range r.report.Resources.Files {
-			if err := fn(f.Header, strings.TrimPrefix(path.Clean("/"+f.Header.Name), "/"), bytes.NewReader(f.Body)); err != nil {
+			if err := fn(f.Header, backup.EntryName(f.Header.Name), bytes.NewReader(f.Body)); err != nil {
 				return err
 			}
 		}
@@ -77,7 +76,7 @@ func (r *restore) tarFiles(fn func(h *tar.Header, name string, body io.Reader) e
 		if err != nil {
 			return err
 		}
-		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+		name := backup.EntryName(h.Name)
 		if r.set.Form == backup.SingleFile && name == r.report.Resources.Snapshot {
 			continue
 		}
@@ -191,7 +190,7 @@ func (r *restore) extractResources(base string) error {
 		return err
 	}
 	for _, h := range links {
-		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+		name := backup.EntryName(h.Name)
 		p, err := r.root.ResolveParent(rel(name))
 		if err != nil {
 			return err
@@ -210,7 +209,7 @@ func (r *restore) extractResources(base string) error {
 			err = os.Symlink(h.Linkname, p)
 		} else {
 			var old string
-			if old, err = r.root.ResolveParent(rel(strings.TrimPrefix(path.Clean("/"+h.Linkname), "/"))); err == nil {
+			if old, err = r.root.ResolveParent(rel(backup.EntryName(h.Linkname))); err == nil {
 				err = os.Link(old, p)
 			}
 		}
