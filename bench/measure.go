@@ -390,7 +390,7 @@ func (rep *report) verifyMarkdown() string {
 	var b strings.Builder
 	b.WriteString("\n## Backup verification: `etcd-rescue verify-backup` against `etcdutl snapshot status`\n\n")
 	b.WriteString("etcdutl's status runs bbolt's Tx.Check over the file's mmap, then hashes every key and value and decodes every revision to count live keys. " +
-		"etcd-rescue's verify-backup checks the sha256 trailer (one sequential read), then walks every page with boltcheck (pread from the page cache, bitsets), which computes the same figures (hash, revision, live keys, size, storage version) on the way.\n\n")
+		"etcd-rescue's verify-backup checks the sha256 trailer (one sequential pass over the file mapped from the page cache 16 MiB at a time, so the kernel copies nothing into a buffer) and, side by side on the other core, walks every page with boltcheck (pread, mostly of pages the hash has just brought into the page cache; bitsets), which computes the same figures (hash, revision, live keys, size, storage version) on the way.\n\n")
 	if rep.partial != "" {
 		b.WriteString(rep.partial + "\n\n")
 	}
@@ -649,7 +649,7 @@ func section(doc, heading string) string {
 }
 
 // memoryNote says why peak RSS and peak anonymous memory differ.
-const memoryNote = "Peak RSS (VmHWM) counts the pages of the database file that bbolt maps (etcdutl's, with MAP_POPULATE), which the kernel can drop and read again under memory pressure, so there it follows the file's size (verify-backup reads with pread and maps nothing); peak anonymous memory (the largest RssAnon sampled every 20 ms) counts only the process's own heap and stacks, which the kernel cannot drop without swap."
+const memoryNote = "Peak RSS (VmHWM) counts the pages of the database file that bbolt maps (etcdutl's, with MAP_POPULATE), which the kernel can drop and read again under memory pressure, so there it follows the file's size (verify-backup maps the file only for the sha256, 16 MiB at a time, at most two windows at once, and reads the pages it checks with pread); peak anonymous memory (the largest RssAnon sampled every 20 ms) counts only the process's own heap and stacks, which the kernel cannot drop without swap."
 
 // mib1 is n in MiB with one decimal: anonymous peaks can be small.
 func mib1(n int64) string { return fmt.Sprintf("%.1f", float64(n)/(1<<20)) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -41,8 +42,9 @@ type Progress func(done, total int64)
 // VerifySnapshot checks a snapshot file: its sha256 trailer (unless
 // skipHashCheck) and, side by side, the structure of every page and etcd's
 // schema (boltcheck), which also yields etcdutl's status figures. Memory
-// does not follow the file's size: the file is read with read and pread,
-// never mapped. ctx stops it; progress may be nil.
+// does not follow the file's size: the hash maps the file 16 MiB at a time
+// (mappedChunks), the structure check reads it with pread. ctx stops it;
+// progress may be nil.
 func VerifySnapshot(ctx context.Context, path string, skipHashCheck bool, progress Progress) (*SnapshotInfo, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -157,16 +159,23 @@ func checkTrailer(ctx context.Context, path string, size int64, progress func(in
 	defer f.Close()
 	h := sha256.New()
 	var done int64
-	if err := readChunks(ctx, f, size-sha256.Size, func(b []byte) error {
+	hash := func(b []byte) error {
 		h.Write(b)
 		done += int64(len(b))
 		progress(done)
 		return nil
-	}); err != nil {
+	}
+	err = mappedChunks(ctx, f, size-sha256.Size, hash)
+	if errors.Is(err, errNoMapping) {
+		h.Reset()
+		done = 0
+		err = readChunks(ctx, io.NewSectionReader(f, 0, size), size-sha256.Size, hash)
+	}
+	if err != nil {
 		return fmt.Errorf("snapshot %s: sha256 check: %w", path, err)
 	}
 	want := make([]byte, sha256.Size)
-	if _, err := io.ReadFull(f, want); err != nil {
+	if _, err := f.ReadAt(want, size-sha256.Size); err != nil {
 		return fmt.Errorf("read snapshot trailer %s: %w", path, err)
 	}
 	if got := h.Sum(nil); !bytes.Equal(got, want) {
