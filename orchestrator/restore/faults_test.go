@@ -251,6 +251,28 @@ func moveIntoMount(t *testing.T, dir, size string) {
 	os.RemoveAll(saved)
 }
 
+// fillDataDir moves the scene's data dir onto a mount of its own and
+// fills the mount, so that the old data fits and a restore does not, while
+// the free-space check (which the tests override) lets it try. It returns
+// the data dir.
+func fillDataDir(t *testing.T, s *disaster.Scene) string {
+	t.Helper()
+	dataDir := filepath.Join(s.Root, s.Profile.DataDir)
+	moveIntoMount(t, dataDir, "200m")
+	exec.Command("dd", "if=/dev/zero", "of="+filepath.Join(dataDir, "filler"), "bs=64k").Run()
+	return dataDir
+}
+
+// freeSpace removes fillDataDir's filler, which the failed run (whose
+// output is out) kept aside with the old data: what an operator does
+// before running the same command again.
+func freeSpace(t *testing.T, dataDir, out string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(dataDir, "etcd-rescue-kept-"+runID(t, out), "filler")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestDataDirOnItsOwnMountKeepsTheMount(t *testing.T) {
 	s := scene(t, profile.Kubeadm)
 	dataDir := filepath.Join(s.Root, s.Profile.DataDir)
@@ -275,13 +297,8 @@ func TestDataDirOnItsOwnMountKeepsTheMount(t *testing.T) {
 
 func TestDiskFullFailsKeepsOldDataAndResumes(t *testing.T) {
 	s := scene(t, profile.Kubeadm)
-	dataDir := filepath.Join(s.Root, s.Profile.DataDir)
-	moveIntoMount(t, dataDir, "200m")
+	dataDir := fillDataDir(t, s)
 	old := disaster.TreeHash(t, filepath.Join(dataDir, "member"))
-	// Fill the mount so that the old data fits and the restore does not,
-	// while the free-space check (which the test overrides) lets it try.
-	filler := filepath.Join(dataDir, "filler")
-	exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=64k").Run()
 	var out bytes.Buffer
 	o := options(s, &out)
 	o.DiskFree = func(string) (uint64, error) { return 1 << 40, nil }
@@ -294,9 +311,7 @@ func TestDiskFullFailsKeepsOldDataAndResumes(t *testing.T) {
 		t.Fatalf("old data not intact after the failure: %v", kept)
 	}
 	// The operator frees space and runs the same command again.
-	if err := os.Remove(filepath.Join(dataDir, "etcd-rescue-kept-"+runID(t, out.String()), "filler")); err != nil {
-		t.Fatal(err)
-	}
+	freeSpace(t, dataDir, out.String())
 	out.Reset()
 	if err := restore.Run(context.Background(), o); err != nil {
 		t.Fatalf("re-run after freeing space: %v\n%s", err, out.String())

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -252,10 +251,7 @@ func TestSingleFileDryRunExtractsOutsideTheRoot(t *testing.T) {
 func TestSingleFileOnAFullDiskResumes(t *testing.T) {
 	s := scene(t, profile.Kubeadm)
 	s.SingleFileBackup(t)
-	dataDir := filepath.Join(s.Root, s.Profile.DataDir)
-	moveIntoMount(t, dataDir, "200m")
-	filler := filepath.Join(dataDir, "filler")
-	exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=64k").Run()
+	dataDir := fillDataDir(t, s)
 	var out bytes.Buffer
 	o := options(s, &out)
 	o.DiskFree = func(string) (uint64, error) { return 1 << 40, nil }
@@ -263,9 +259,7 @@ func TestSingleFileOnAFullDiskResumes(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no space left on device") || !strings.Contains(out.String(), "cannot be staged") {
 		t.Fatalf("restore on a full disk: err = %v\n%s", err, out.String())
 	}
-	if err := os.Remove(filepath.Join(dataDir, "etcd-rescue-kept-"+runID(t, out.String()), "filler")); err != nil {
-		t.Fatal(err)
-	}
+	freeSpace(t, dataDir, out.String())
 	out.Reset()
 	if err := restore.Run(context.Background(), o); err != nil {
 		t.Fatalf("re-run after freeing space: %v\n%s", err, out.String())
