@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 
@@ -169,7 +168,7 @@ func checkTrailer(ctx context.Context, path string, size int64, progress func(in
 	if errors.Is(err, errNoMapping) {
 		h.Reset()
 		done = 0
-		err = readChunks(ctx, io.NewSectionReader(f, 0, size), size-sha256.Size, hash)
+		err = readChunks(ctx, f, size-sha256.Size, hash) // the mapping left f's offset at 0
 	}
 	if err != nil {
 		return fmt.Errorf("snapshot %s: sha256 check: %w", path, err)
